@@ -1,0 +1,72 @@
+"""A diagram of the live network: stem, the nine Inception modules with their four branches
+(kernel and channel count read off the modules), the pools between them and both aux heads."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from torch import nn
+
+from googlenet.model import BRANCHES, INCEPTION_MODULES, GoogLeNet, branch_kernel
+
+__all__ = ["architecture_figure"]
+
+BRANCH_COLORS = {"branch1": "#6366f1", "branch2": "#14b8a6", "branch3": "#f59e0b", "branch4": "#ec4899"}
+
+
+def architecture_figure(model: GoogLeNet) -> go.Figure:
+    """Left to right: each Inception module is a column of its four branches."""
+    stages = []
+    for name, child in model.named_children():
+        if child is None or isinstance(child, nn.Identity) or name.startswith("aux") or name in ("dropout",):
+            continue
+        stages.append(name)
+    shapes, texts = [], {"x": [], "y": [], "text": [], "hover": []}
+
+    def box(x0, y0, x1, y1, color, label, hover):
+        shapes.append(dict(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color="#334155", width=1), fillcolor=color, layer="below"))
+        texts["x"].append((x0 + x1) / 2)
+        texts["y"].append((y0 + y1) / 2)
+        texts["text"].append(label)
+        texts["hover"].append(hover)
+
+    x = 0.0
+    centers = {}
+    for name in stages:
+        module = model.get_submodule(name)
+        if name in INCEPTION_MODULES:
+            for i, branch in enumerate(BRANCHES):
+                convs = [m for m in module.get_submodule(branch).modules() if isinstance(m, nn.Conv2d)]
+                kernel = branch_kernel(model, f"{name}.{branch}")
+                channels = convs[-1].out_channels
+                y0 = 3 - i
+                box(x, y0 - 0.9, x + 1.6, y0, BRANCH_COLORS[branch], f"{kernel}<br>{channels}", f"{name}.{branch}: {kernel}, {channels} channels")
+            texts["x"].append(x + 0.8)
+            texts["y"].append(3.35)
+            texts["text"].append(f"<b>{name[9:]}</b>")
+            texts["hover"].append(f"{name}: {sum(p.numel() for p in module.parameters()):,} parameters")
+            centers[name] = x + 0.8
+            x += 2.0
+        else:
+            label = {"maxpool1": "pool", "maxpool2": "pool", "maxpool3": "pool", "maxpool4": "pool", "avgpool": "avg<br>pool", "fc": "fc"}.get(name, name)
+            color = "#e2e8f0" if "pool" in name else "#cbd5e1"
+            box(x, 0.6, x + 0.9, 2.6, color, f"<b>{label}</b>", f"{name}: {module}")
+            x += 1.2
+    for aux, after in (("aux1", "inception4a"), ("aux2", "inception4d")):
+        if getattr(model, aux, None) is not None and after in centers:
+            cx = centers[after]
+            box(cx - 0.8, -1.9, cx + 0.8, -0.9, "#fde68a", f"<b>{aux}</b><br>softmax", f"{aux}: auxiliary classifier on {after}'s output")
+            shapes.append(dict(type="line", x0=cx, y0=-0.1, x1=cx, y1=-0.9, line=dict(color="#92400e", width=2, dash="dot")))
+    data = [
+        dict(
+            type="scatter", mode="text", x=texts["x"], y=texts["y"], text=texts["text"], hovertext=texts["hover"],
+            hoverinfo="text", textfont=dict(size=10, color="#0f172a"), showlegend=False,
+        )
+    ]  # fmt: skip
+    layout = dict(
+        shapes=shapes,
+        xaxis=dict(visible=False, range=[-0.3, x + 0.1], fixedrange=False),
+        yaxis=dict(visible=False, range=[-2.2, 3.7], fixedrange=True),
+        height=360, margin=dict(l=4, r=4, t=30, b=4), paper_bgcolor="white", plot_bgcolor="white",
+        title=dict(text=f"GoogLeNet ({model.config.stem} stem, width {model.config.width}): each module's four branches, concatenated", x=0.5, font=dict(size=13)),
+    )  # fmt: skip
+    return go.Figure(data=data, layout=layout)

@@ -1,0 +1,103 @@
+"""Live training curves that stay fast on long runs.
+
+Each series is smoothed (TensorBoard's debiased exponential moving average) and then thinned to
+at most ``max_points`` by keeping the minimum and the maximum of every bucket, so spikes survive
+the thinning. A 100,000-step run re-plots in well under 200 ms (``tests/test_curves.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+__all__ = ["ema", "downsample", "training_figure", "LOSS_SERIES"]
+
+LOSS_SERIES = {"loss": ("total", "#111827"), "loss_main": ("main", "#6366f1"), "loss_aux1": ("aux1", "#14b8a6"), "loss_aux2": ("aux2", "#f59e0b")}
+ACC_SERIES = {"acc_main": ("main", "#6366f1"), "acc_aux1": ("aux1", "#14b8a6"), "acc_aux2": ("aux2", "#f59e0b")}
+
+
+def ema(values: np.ndarray, smoothing: float) -> np.ndarray:
+    """Debiased EMA: ``s_t = w·s_{t−1} + (1−w)·x_t``, divided by ``1 − w^t`` (``w = smoothing``)."""
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    values = np.asarray(values, dtype=np.float64)
+    if smoothing == 0 or values.size == 0:
+        return values
+    out = np.empty_like(values)
+    last, weight = 0.0, 0.0
+    for i, value in enumerate(values.tolist()):  # plain floats: 10× faster than numpy scalars
+        last = smoothing * last + (1 - smoothing) * value
+        weight = smoothing * weight + (1 - smoothing)
+        out[i] = last / weight
+    return out
+
+
+def downsample(x: np.ndarray, y: np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` points of (x, y), keeping each bucket's minimum and maximum in order."""
+    x, y = np.asarray(x), np.asarray(y, dtype=np.float64)
+    n = len(y)
+    if n <= max_points:
+        return x, y
+    buckets = max(1, max_points // 2)
+    size = int(np.ceil(n / buckets))
+    pad = buckets * size - n
+    padded = np.concatenate([y, np.full(pad, np.nan)]).reshape(buckets, size)
+    low = np.nanargmin(padded, axis=1)
+    high = np.nanargmax(padded, axis=1)
+    base = np.arange(buckets) * size
+    index = np.sort(np.unique(np.concatenate([base + low, base + high])))
+    index = index[index < n]
+    return x[index], y[index]
+
+
+def training_figure(
+    steps: Sequence[dict] | dict[str, np.ndarray],
+    epochs: Sequence[dict] = (),
+    smoothing: float = 0.6,
+    log_y: bool = False,
+    max_points: int = 2000,
+) -> go.Figure:
+    """Losses per step (left) and test accuracy per epoch of each head (right).
+
+    Args:
+        steps: step records (dicts or dataclass ``__dict__``s with ``step`` and the loss keys),
+            or a dict of arrays with those keys.
+        epochs: epoch records with ``epoch`` and ``acc_main``/``acc_aux1``/``acc_aux2``.
+        smoothing: EMA weight in [0, 1) (0: raw).
+        log_y: logarithmic loss axis.
+    """
+    columns = steps if isinstance(steps, dict) else _columns(steps, ("step", *LOSS_SERIES))
+    data: list[dict] = []
+    x = np.asarray(columns.get("step", []))
+    for key, (label, color) in LOSS_SERIES.items():
+        y = np.asarray([np.nan if v is None else v for v in columns.get(key, [])], dtype=np.float64)
+        if y.size == 0 or np.isnan(y).all():
+            continue
+        xs, ys = downsample(x, ema(np.nan_to_num(y, nan=0.0), smoothing), max_points)
+        data.append(
+            dict(type="scattergl", mode="lines", x=xs, y=np.round(ys, 5), name=f"{label} loss", line=dict(color=color, width=2 if key == "loss" else 1.4), legendgroup=label)
+        )
+    for key, (label, color) in ACC_SERIES.items():
+        points = [(e["epoch"], e[key]) for e in epochs if e.get(key) is not None]
+        if points:
+            ex, ey = zip(*points)
+            data.append(
+                dict(type="scatter", mode="lines+markers", x=ex, y=ey, name=f"{label} accuracy", xaxis="x2", yaxis="y2", line=dict(color=color), legendgroup=label, showlegend=True)
+            )
+    layout = dict(
+        xaxis=dict(domain=[0, 0.58], title="step"),
+        yaxis=dict(title="loss", type="log" if log_y else "linear"),
+        xaxis2=dict(domain=[0.68, 1], title="epoch", anchor="y2"),
+        yaxis2=dict(title="test accuracy", range=[0, 1], tickformat=".0%", anchor="x2"),
+        height=360, margin=dict(l=8, r=8, t=30, b=8), legend=dict(orientation="h", y=-0.2),
+        paper_bgcolor="white", plot_bgcolor="#fafafa", uirevision="curves",
+    )  # fmt: skip
+    if not data:
+        layout["annotations"] = [dict(text="no steps yet", xref="paper", yref="paper", x=0.3, y=0.5, showarrow=False)]
+    return go.Figure(data=data, layout=layout)
+
+
+def _columns(records: Sequence[dict], keys: Sequence[str]) -> dict[str, list]:
+    return {key: [r.get(key) for r in records] for key in keys}

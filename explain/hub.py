@@ -1,0 +1,186 @@
+"""The models an app or a notebook can pick from, loaded lazily and cached as Explorers.
+
+A choice is a short string: ``"imagenet"``, ``"bundled"``, ``"random"`` or ``"runs:NAME/FILE"``
+for a checkpoint under the runs folder. Only those are accepted, so a client cannot make the
+server open an arbitrary path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from googlenet.weights import (
+    BUNDLED_MODEL,
+    CheckpointError,
+    Loaded,
+    MAX_CHECKPOINT_BYTES,
+    WeightsUnavailable,
+    find_checkpoints,
+    load_model,
+    pick_device,
+    read_meta,
+    runs_dir,
+)
+
+from .explorer import Explorer
+
+__all__ = ["ModelHub", "UPLOAD_LIMIT_BYTES"]
+
+UPLOAD_LIMIT_BYTES = 200 * 2**20  # a full-width fp32 checkpoint is 52 MB
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class ModelHub:
+    """Lists, validates and loads model choices; keeps the last ``max_models`` loaded."""
+
+    def __init__(self, device: str | torch.device | None = None, max_models: int = 3) -> None:
+        self.device = pick_device(device)
+        self.max_models = max_models
+        self.preferred: str | None = None  # set by the operator (app.py --weights), never by clients
+        self._operator_file: Path | None = None
+        self._explorers: OrderedDict[str, Explorer] = OrderedDict()
+        self._lock = threading.Lock()
+        self._imagenet_checked: tuple[float, bool] = (0.0, False)
+
+    # -- what can be picked --
+
+    def choices(self) -> list[tuple[str, str]]:
+        """(label, value) pairs, best first: ImageNet if obtainable, runs, bundled, random."""
+        items: list[tuple[str, str]] = []
+        if self._operator_file is not None:
+            items.append((f"{self._operator_file.name} (--weights)", "file"))
+        if self.imagenet_available():
+            items.append(("ImageNet weights (torchvision)", "imagenet"))
+        root = runs_dir()
+        for path in find_checkpoints(root):
+            items.append((_checkpoint_label(path, root), "runs:" + path.relative_to(root).as_posix()))
+        if BUNDLED_MODEL.exists():
+            items.append(("bundled small CIFAR-10 model", "bundled"))
+        items.append(("random init (untrained)", "random"))
+        return items
+
+    def prefer(self, source: str) -> None:
+        """The operator's choice of default (``imagenet``, ``bundled``, ``random`` or a file path)."""
+        if source in ("imagenet", "bundled", "random", "auto"):
+            self.preferred = None if source == "auto" else source
+            return
+        path = Path(source).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"--weights: no such checkpoint {source}")
+        read_meta(path)
+        self._operator_file, self.preferred = path, "file"
+
+    def default(self) -> str:
+        """The operator's preference, else what ``load_model("auto")`` would pick."""
+        values = [value for _, value in self.choices()]
+        if self.preferred in values or self.preferred in ("imagenet", "bundled", "random"):
+            return self.preferred
+        return values[0]
+
+    def imagenet_available(self) -> bool:
+        """Cached or downloadable; the (fast-failing) network probe is repeated at most every 10 minutes."""
+        checked_at, ok = self._imagenet_checked
+        if time.monotonic() - checked_at < 600:
+            return ok
+        from torchvision.models import GoogLeNet_Weights
+
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(GoogLeNet_Weights.IMAGENET1K_V1.url)
+        ok = cached.exists()
+        if not ok and os.environ.get("GOOGLENET_OFFLINE", "") in ("", "0"):
+            import urllib.error
+            import urllib.request
+
+            try:
+                urllib.request.urlopen(urllib.request.Request(GoogLeNet_Weights.IMAGENET1K_V1.url, method="HEAD"), timeout=5).close()
+                ok = True
+            except (urllib.error.URLError, OSError):
+                ok = False
+        self._imagenet_checked = (time.monotonic(), ok)
+        return ok
+
+    # -- loading --
+
+    def explorer(self, choice: str | None) -> Explorer:
+        """The Explorer for ``choice`` (loaded once, then cached); ValueError for unknown choices."""
+        choice = choice or self.default()
+        source = self.resolve(choice)
+        key = f"{choice}:{_stamp(source)}"
+        with self._lock:
+            if key in self._explorers:
+                self._explorers.move_to_end(key)
+                return self._explorers[key]
+        try:
+            loaded = load_model(source, device=self.device)
+        except WeightsUnavailable as error:
+            raise ValueError(f"the ImageNet weights cannot be loaded right now: {error}") from None
+        explorer = Explorer(loaded, cache_size=8)
+        with self._lock:
+            self._explorers[key] = explorer
+            while len(self._explorers) > self.max_models:
+                self._explorers.popitem(last=False)
+        return explorer
+
+    def loaded(self, choice: str | None) -> Loaded:
+        return self.explorer(choice).loaded
+
+    def resolve(self, choice: str) -> str | Path:
+        """The ``load_model`` source for a choice; refuses anything outside the runs folder."""
+        if choice in ("imagenet", "bundled", "random"):
+            return choice
+        if choice == "file" and self._operator_file is not None:
+            return self._operator_file
+        if not isinstance(choice, str) or not choice.startswith("runs:"):
+            raise ValueError(f"unknown model {choice!r}; pick one from the list")
+        root = runs_dir().resolve()
+        path = (root / choice[len("runs:") :]).resolve()
+        if not path.is_relative_to(root) or path.suffix != ".safetensors":
+            raise ValueError("checkpoints can only be loaded from the runs folder")
+        if not path.is_file():
+            raise ValueError(f"checkpoint {choice[5:]} no longer exists; refresh the model list")
+        return path
+
+    def add_upload(self, path: str | Path, name: str | None = None) -> str:
+        """Validate an uploaded checkpoint and keep it under ``runs/uploads/``; returns its choice."""
+        path = Path(path)
+        size = path.stat().st_size
+        if size > UPLOAD_LIMIT_BYTES:
+            raise CheckpointError(f"{name or path.name}: {size / 2**20:.0f} MB is over the {UPLOAD_LIMIT_BYTES >> 20} MB upload limit")
+        if size > MAX_CHECKPOINT_BYTES:
+            raise CheckpointError(f"{name or path.name} is too large")
+        read_meta(path)  # header and metadata only; raises CheckpointError with the reason
+        stem = _SAFE_NAME.sub("-", Path(name or path.name).stem).strip("-.") or "upload"
+        target_dir = runs_dir() / "uploads"
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / f"{stem[:60]}.safetensors"
+        shutil.copyfile(path, target)
+        try:
+            self.explorer("runs:" + target.relative_to(runs_dir()).as_posix())  # full load: tensors and shapes
+        except (CheckpointError, ValueError):
+            target.unlink(missing_ok=True)
+            raise
+        return "runs:" + target.relative_to(runs_dir()).as_posix()
+
+
+def _stamp(source: str | Path) -> str:
+    if isinstance(source, Path):
+        stat = source.stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    return ""
+
+
+def _checkpoint_label(path: Path, root: Path) -> str:
+    relative = path.relative_to(root).as_posix()
+    try:
+        _, meta = read_meta(path)
+    except (CheckpointError, OSError):
+        return f"{relative} (unreadable)"
+    accuracy = (meta.training.get("accuracy") or {}).get("main")
+    return f"{relative} · {accuracy:.1%} test" if isinstance(accuracy, (int, float)) else relative

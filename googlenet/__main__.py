@@ -1,0 +1,138 @@
+"""Command line: ``python -m googlenet {summary,train,eval,bench}``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from dataclasses import fields
+
+from tqdm import tqdm
+
+from .data import DataError, download_cifar10
+from .model import GoogLeNet
+from .summary import summarize
+from .train import PRESETS, EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, Trainer, TrainingError
+from .weights import CheckpointError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m googlenet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("summary", help="per-layer shapes, parameters and multiply-adds vs the paper")
+    p.add_argument("--stem", choices=("imagenet", "cifar"), default="imagenet")
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--no-bn", action="store_true", help="the paper's plain network (5×5 branch3)")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--input-size", type=int, default=None)
+
+    p = commands.add_parser("train", help="train on CIFAR-10 (default preset: fast)")
+    _add_train_arguments(p)
+
+    p = commands.add_parser("eval", help="test accuracy of a checkpoint; last line accuracy=0.xxxx")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True, help="folder holding cifar-10-batches-py/ (or that folder)")
+    p.add_argument("--device", default=None)
+
+    p = commands.add_parser("bench", help="training speed vs the guide's pipeline (--inference: latency vs torchvision)")
+    from .bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(p)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "summary":
+            return _summary(args)
+        if args.command == "train":
+            return _train(args)
+        if args.command == "eval":
+            return _eval(args)
+        from .bench import run as run_bench
+
+        return run_bench(args)
+    except (DataError, CheckpointError, TrainingError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _summary(args) -> int:
+    num_classes = args.num_classes or (1000 if args.stem == "imagenet" else 10)
+    model = GoogLeNet(num_classes=num_classes, stem=args.stem, width=args.width, batch_norm=not args.no_bn)
+    print(summarize(model, args.input_size).table())
+    return 0
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="data", help="folder holding cifar-10-batches-py/ (default: ./data)")
+    p.add_argument("--download", action="store_true", help="download the full CIFAR-10 into --data first (MD5-checked)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="fast")
+    p.add_argument("--out", default=None, help="run folder, or a NAME under the runs folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    flags = {
+        "epochs": int, "batch_size": int, "lr": float, "momentum": float, "weight_decay": float,
+        "schedule": str, "warmup": float, "step_size": int, "gamma": float, "label_smoothing": float,
+        "aux_weight": float, "width": float, "stem": str, "dropout": float, "input_size": int,
+        "pad_mode": str, "normalize": str, "precision": str, "seed": int, "device": str,
+        "max_steps": int, "log_every": int, "keep_checkpoints": int,
+    }  # fmt: skip
+    for name, kind in flags.items():
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
+    for name in ("nesterov", "batch_norm", "channels_last", "flip", "aux_logits"):
+        p.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+
+
+def _train(args) -> int:
+    if args.download:
+        print(f"CIFAR-10 ready in {download_cifar10(args.data)}")
+    known = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in known and v is not None}
+    values["compile"] = bool(args.compile)
+    config = TrainConfig(**values)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: (stop.set(), print("\nstopping after this step…", file=sys.stderr)))
+    bar: tqdm | None = None
+
+    def on_event(event) -> None:
+        nonlocal bar
+        if isinstance(event, StartEvent):
+            width = event.config["width"]
+            print(f"run {event.out} on {event.device}: {event.params:,} parameters (width {width}), "
+                  f"{event.total_steps} steps of {event.config['batch_size']}")  # fmt: skip
+            bar = tqdm(total=event.total_steps, initial=event.start_step, unit="step", dynamic_ncols=True)
+        elif isinstance(event, StepEvent) and bar is not None:
+            bar.update(event.step - bar.n)
+            bar.set_postfix(epoch=f"{event.epoch:.2f}", loss=f"{event.loss:.3f}", lr=f"{event.lr:.3g}", img_s=f"{event.images_per_s:.0f}")
+        elif isinstance(event, EpochEvent):
+            aux = "".join(f" {h}={a:.4f}" for h, a in (("aux1", event.acc_aux1), ("aux2", event.acc_aux2)) if a is not None)
+            tqdm.write(f"epoch {event.epoch}: test accuracy main={event.acc_main:.4f}{aux} loss={event.test_loss:.3f}")
+        elif isinstance(event, EndEvent):
+            if bar is not None:
+                bar.close()
+            print(f"{event.status}: {event.message}" + (f"\ncheckpoint: {event.checkpoint}" if event.checkpoint else ""))
+
+    try:
+        end = Trainer(config).run(on_event, stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if end.accuracy:
+        print(f"accuracy={end.accuracy['main']:.4f}")
+    return 0
+
+
+def _eval(args) -> int:
+    from .evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, args.data, device=args.device)
+    for head, acc in result.accuracy.items():
+        if acc is not None:
+            print(f"accuracy_{head}={acc:.4f}")
+    print(f"images={result.images}")
+    print(f"accuracy={result.accuracy['main']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

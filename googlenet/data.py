@@ -1,0 +1,265 @@
+"""CIFAR-10: reader of the official "python version" folder, downloader, on-device batches.
+
+The whole set lives on the training device as uint8 (50,000 × 3 × 32 × 32 is 150 MB); crop, flip,
+resize and normalisation run there on each batch. Like airbench, this is faster than a
+DataLoader of PIL transforms: there is no per-image Python in the training loop (see
+``python -m googlenet bench`` for the measured difference).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["CIFAR10", "DataError", "read_cifar10", "find_batches_dir", "download_cifar10", "DeviceBatches", "Augment"]
+
+BATCHES_DIR = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+
+
+class DataError(ValueError):
+    """A missing, incomplete or corrupt CIFAR-10 folder, with the path and what is wrong."""
+
+
+@dataclass(frozen=True)
+class CIFAR10:
+    """CIFAR-10 as uint8 tensors: images N×3×32×32, labels N (int64)."""
+
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    classes: tuple[str, ...]
+    root: Path
+
+    def __repr__(self) -> str:
+        return f"CIFAR10(train={len(self.train_labels)}, test={len(self.test_labels)}, root={str(self.root)!r})"
+
+
+def find_batches_dir(path: str | Path) -> Path:
+    """The ``cifar-10-batches-py`` folder for ``path`` (that folder itself, or its parent)."""
+    path = Path(path).expanduser()
+    for candidate in (path / BATCHES_DIR, path):
+        if (candidate / "batches.meta").is_file() or (candidate / TEST_FILE).is_file():
+            return candidate
+    if not path.exists():
+        raise DataError(f"CIFAR-10 folder not found: {path} (expected {path / BATCHES_DIR}; use --download to fetch it)")
+    raise DataError(
+        f"no CIFAR-10 batches in {path}: expected {BATCHES_DIR}/ with data_batch_1…5, test_batch and "
+        "batches.meta (the official 'python version'); use --download to fetch it"
+    )
+
+
+def read_cifar10(path: str | Path) -> CIFAR10:
+    """Read and check the official python-version batches, including smaller subsets of them.
+
+    Training batches present among ``data_batch_1…5`` are all used; at least one is required,
+    and ``test_batch`` and ``batches.meta``.
+    """
+    folder = find_batches_dir(path)
+    meta = _unpickle(folder / "batches.meta")
+    classes = tuple(str(c) for c in meta.get("label_names", ()))
+    if len(classes) != 10:
+        raise DataError(f"{folder / 'batches.meta'}: expected 10 label_names, found {len(classes)}")
+    train_files = [folder / name for name in TRAIN_FILES if (folder / name).exists()]
+    if not train_files:
+        raise DataError(f"{folder}: no training batches (data_batch_1 … data_batch_5)")
+    train = [_read_batch(f) for f in train_files]
+    test_images, test_labels = _read_batch(folder / TEST_FILE)
+    return CIFAR10(
+        train_images=torch.cat([images for images, _ in train]),
+        train_labels=torch.cat([labels for _, labels in train]),
+        test_images=test_images,
+        test_labels=test_labels,
+        classes=classes,
+        root=folder,
+    )
+
+
+def download_cifar10(root: str | Path) -> Path:
+    """Download and unpack the full CIFAR-10 into ``root`` with torchvision's MD5-checked utilities."""
+    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+
+    root = Path(root).expanduser()
+    folder = root / TorchvisionCIFAR10.base_folder
+    expected = TorchvisionCIFAR10.train_list + TorchvisionCIFAR10.test_list
+    if all(check_integrity(str(folder / name), md5) for name, md5 in expected):
+        return folder
+    try:
+        download_and_extract_archive(
+            TorchvisionCIFAR10.url, str(root), filename=TorchvisionCIFAR10.filename, md5=TorchvisionCIFAR10.tgz_md5
+        )
+    except OSError as error:  # URLError is an OSError
+        raise DataError(f"could not download CIFAR-10 from {TorchvisionCIFAR10.url}: {error}") from None
+    bad = [name for name, md5 in expected if not check_integrity(str(folder / name), md5)]
+    if bad:
+        raise DataError(f"downloaded CIFAR-10 fails its MD5 check: {', '.join(bad)}")
+    return folder
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles; allow only what a numpy array needs, so no code can run."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"forbidden object {module}.{name} in a data batch")
+        if name == "_reconstruct":  # numpy 2 renamed numpy.core to numpy._core
+            try:
+                from numpy._core.multiarray import _reconstruct
+            except ImportError:  # numpy < 2
+                from numpy.core.multiarray import _reconstruct
+            return _reconstruct
+        return super().find_class(module, name)
+
+
+def _unpickle(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"missing CIFAR-10 file: {path}")
+    try:
+        with open(path, "rb") as handle:
+            data = _BatchUnpickler(handle, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise DataError(f"corrupt CIFAR-10 file {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"corrupt CIFAR-10 file {path}: expected a dict, got {type(data).__name__}")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
+
+
+def _read_batch(path: Path) -> tuple[Tensor, Tensor]:
+    batch = _unpickle(path)
+    data, labels = batch.get("data"), batch.get("labels")
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+        shape = getattr(data, "shape", None)
+        raise DataError(f"{path}: 'data' must be a uint8 array of N×3072, got {type(data).__name__} {shape}")
+    if labels is None or len(labels) != len(data):
+        raise DataError(f"{path}: {len(data)} images but {0 if labels is None else len(labels)} labels")
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{path}: labels must be in 0…9, found {labels.min().item()}…{labels.max().item()}")
+    images = torch.from_numpy(data.copy()).view(-1, 3, 32, 32)
+    return images, labels
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Per-batch augmentation and preprocessing, all on the device.
+
+    crop_padding: random crop of 32 after padding each side (0: no crop).
+    pad_mode: "reflect" (fast preset) or "constant" (zeros, torchvision's RandomCrop default).
+    flip: random horizontal flip with p=0.5.
+    size: output side; 224 upsamples bilinearly as the guide's ``Resize(224)`` does.
+    """
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_padding: int = 4
+    pad_mode: str = "reflect"
+    flip: bool = True
+    size: int = 32
+
+
+class DeviceBatches:
+    """Shuffled, augmented mini-batches from uint8 images held on ``device``.
+
+    Randomness comes from generators seeded by ``(seed, epoch, batch)`` only, so the batches of a
+    resumed run are exactly those of an uninterrupted one. With ``world > 1`` each rank takes a
+    disjoint shard of every epoch's permutation (DistributedSampler's scheme).
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        augment: Augment,
+        device: torch.device,
+        train: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.device, self.train, self.seed, self.rank, self.world = device, train, seed, rank, world
+        self.batch_size, self.augment, self.dtype, self.channels_last = batch_size, augment, dtype, channels_last
+        self.labels = labels.to(device)
+        pad = augment.crop_padding if train else 0
+        images = images.to(device)
+        # Pad once for the whole set; a crop is then just an index.
+        self.images = F.pad(images, (pad,) * 4, mode=augment.pad_mode) if pad else images
+        self.mean = torch.tensor(augment.mean, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(augment.std, device=device).view(1, 3, 1, 1) * 255
+        n = len(labels)
+        per_rank = n // world if train else n
+        self.batches_per_epoch = per_rank // batch_size if train else math.ceil(n / batch_size)
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"batch size {batch_size} is larger than the {per_rank} training images per process")
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches of ``epoch`` from batch number ``start`` on."""
+        if not self.train:
+            for b in range(start, self.batches_per_epoch):
+                index = torch.arange(b * self.batch_size, min((b + 1) * self.batch_size, len(self.labels)), device=self.device)
+                yield self._prepare(self.images[index], None), self.labels[index]
+            return
+        generator = torch.Generator(device="cpu").manual_seed(_mix(self.seed, epoch))
+        order = torch.randperm(len(self.labels), generator=generator).to(self.device)
+        order = order[self.rank :: self.world]
+        for b in range(start, self.batches_per_epoch):
+            index = order[b * self.batch_size : (b + 1) * self.batch_size]
+            batch_gen = torch.Generator(device=self.device).manual_seed(_mix(self.seed, epoch, b, self.rank))
+            yield self._prepare(self.images[index], batch_gen), self.labels[index]
+
+    def _prepare(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
+        aug = self.augment
+        n = images.shape[0]
+        if generator is not None and self.train and aug.crop_padding:
+            limit = 2 * aug.crop_padding + 1
+            dy = torch.randint(0, limit, (n,), device=self.device, generator=generator)
+            dx = torch.randint(0, limit, (n,), device=self.device, generator=generator)
+            ar = torch.arange(32, device=self.device)
+            rows = (dy[:, None] + ar)[:, None, :, None]  # n×1×32×1
+            cols = (dx[:, None] + ar)[:, None, None, :]  # n×1×1×32
+            chans = torch.arange(3, device=self.device)[None, :, None, None]
+            images = images[torch.arange(n, device=self.device)[:, None, None, None], chans, rows, cols]
+        if generator is not None and self.train and aug.flip:
+            flip = torch.rand(n, device=self.device, generator=generator) < 0.5
+            images = torch.where(flip[:, None, None, None], images.flip(3), images)
+        x = images.float()
+        if aug.size != x.shape[-1]:
+            x = F.interpolate(x, size=(aug.size, aug.size), mode="bilinear", align_corners=False)
+        x = ((x - self.mean) / self.std).to(self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def _mix(*numbers: int) -> int:
+    """A 63-bit seed from a tuple of integers (reproducible, unlike ``hash``)."""
+    value = 0x9E3779B97F4A7C15
+    for n in numbers:
+        value = (value ^ (int(n) + 0x9E3779B97F4A7C15 + (value << 6) + (value >> 2))) & ((1 << 63) - 1)
+    return value

@@ -1,0 +1,171 @@
+"""One background training run at a time, shared by every user of a server (the app's Train tab).
+
+The run happens in a thread of the serving process: PyTorch releases the GIL inside its kernels,
+so requests keep being answered (measured in ``python -m bench.app``). Events are kept in memory
+for live plots and are also in ``runs/NAME/metrics.jsonl``, so a restarted server can show the
+curves of the last run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .data import CIFAR10, DataError, read_cifar10
+from .train import EndEvent, EpochEvent, Event, StartEvent, StepEvent, TrainConfig, Trainer, TrainingError, read_metrics
+from .weights import runs_dir
+
+__all__ = ["JobBusy", "JobStatus", "TrainingJob", "latest_run"]
+
+
+class JobBusy(RuntimeError):
+    """A second Start while a run is in progress."""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of the job for a poll: what runs, how far, and every event so far."""
+
+    running: bool
+    run: str | None  # run folder name
+    out: str | None
+    state: str  # idle | starting | running | stopping | finished | stopped | diverged | failed
+    message: str
+    step: int
+    total_steps: int
+    images_per_s: float | None
+    eta: float | None
+    events: list[Event] = field(default_factory=list)
+    started: float | None = None
+    version: int = 0  # increases with every event: pollers re-draw only when it changes
+
+    @property
+    def progress(self) -> float:
+        return self.step / self.total_steps if self.total_steps else 0.0
+
+
+class TrainingJob:
+    """Start, stop and watch the one training run of this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._events: list[Event] = []
+        self._state, self._message = "idle", "no training run yet"
+        self._out: Path | None = None
+        self._started: float | None = None
+        self._data_cache: dict[str, CIFAR10] = {}
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, config: TrainConfig) -> None:
+        """Start ``config`` in the background; raises JobBusy, DataError or ValueError at once."""
+        with self._lock:
+            if self.running:
+                raise JobBusy(f"a training run is already in progress ({self._out.name if self._out else 'starting'}); stop it first")
+            data = self._data(config.data)  # read before starting so a bad folder errors right away
+            self._stop = threading.Event()
+            self._events = []
+            self._state, self._message = "starting", "reading data and building the model"
+            self._out = None
+            self._started = time.time()
+            trainer = Trainer(config, data=data)
+            self._thread = threading.Thread(target=self._run, args=(trainer,), name="googlenet-training", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> bool:
+        """Ask the run to stop after its current step (it then saves a checkpoint)."""
+        if not self.running:
+            return False
+        self._stop.set()
+        with self._lock:
+            self._state = "stopping"
+            self._message = "stopping after the current step; a checkpoint will be saved"
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends; True if it did within ``timeout``."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.running
+
+    def status(self) -> JobStatus:
+        with self._lock:
+            events = list(self._events)
+            state, message, out = self._state, self._message, self._out
+        if not events and not self.running and out is None:
+            return self._last_run_status()
+        return _status(events, self.running, state, message, out, self._started)
+
+    # -- internals --
+
+    def _data(self, folder: str) -> CIFAR10:
+        key = str(Path(folder).expanduser().resolve())
+        if key not in self._data_cache:
+            self._data_cache = {key: read_cifar10(folder)}  # keep one data set in memory
+        return self._data_cache[key]
+
+    def _run(self, trainer: Trainer) -> None:
+        try:
+            trainer.run(self._on_event, self._stop)
+        except (TrainingError, DataError, ValueError, OSError, RuntimeError) as error:
+            with self._lock:
+                if self._state not in ("diverged",):
+                    self._state, self._message = "failed", str(error)
+
+    def _on_event(self, event: Event) -> None:
+        with self._lock:
+            self._events.append(event)
+            if isinstance(event, StartEvent):
+                self._out = Path(event.out)
+                self._state, self._message = "running", f"training {event.run} on {event.device}"
+            elif isinstance(event, EndEvent):
+                self._state, self._message = event.status, event.message
+            elif self._state == "starting":
+                self._state = "running"
+
+    def _last_run_status(self) -> JobStatus:
+        """After a restart: the newest run's curves, read back from its metrics.jsonl."""
+        run = latest_run()
+        if run is None:
+            return JobStatus(False, None, None, "idle", "no training run yet", 0, 0, None, None)
+        events = read_metrics(run)
+        ended = next((e for e in reversed(events) if isinstance(e, EndEvent)), None)
+        message = f"last run {run.name}: " + (ended.message if ended else "interrupted (no end recorded); resume it with --resume")
+        return _status(events, False, ended.status if ended else "stopped", message, run, None)
+
+
+def _status(events: list[Event], running: bool, state: str, message: str, out: Path | None, started: float | None) -> JobStatus:
+    start = next((e for e in events if isinstance(e, StartEvent)), None)
+    last_step = next((e for e in reversed(events) if isinstance(e, StepEvent)), None)
+    last_epoch = next((e for e in reversed(events) if isinstance(e, EpochEvent)), None)
+    step = max(last_step.step if last_step else 0, last_epoch.step if last_epoch else 0, start.start_step if start else 0)
+    return JobStatus(
+        running=running,
+        run=out.name if out else None,
+        out=str(out) if out else None,
+        state=state,
+        message=message,
+        step=step,
+        total_steps=start.total_steps if start else 0,
+        images_per_s=last_step.images_per_s if last_step else None,
+        eta=last_step.eta if (last_step and running) else None,
+        events=events,
+        started=started,
+        version=len(events),
+    )
+
+
+def latest_run(root: Path | None = None) -> Path | None:
+    """The run folder whose metrics.jsonl changed last."""
+    root = root if root is not None else runs_dir()
+    if not root.is_dir():
+        return None
+    runs = [p.parent for p in root.glob("*/metrics.jsonl")]
+    return max(runs, key=lambda p: (p / "metrics.jsonl").stat().st_mtime_ns, default=None)
