@@ -94,8 +94,8 @@ def _decode(data: bytes, name: str) -> Image.Image:
             picture.load()
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name} is too large to decode safely (a decompression bomb?)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"{name} is too large to decode safely ({error}); the limit is {MAX_PIXELS / 1e6:.0f} megapixels") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image this app can read (use PNG, JPEG, GIF, WebP, BMP or TIFF)") from None
     except (OSError, SyntaxError, ValueError) as error:

@@ -268,6 +268,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, data: CIFAR10 | None = None) -> None:
         self.config = config
         self._data = data
+        self.model: GoogLeNet | None = None  # the trained model once run() returns (train mode)
 
     def run(
         self, on_event: Callable[[Event], None] | None = None, stop: threading.Event | None = None
@@ -286,6 +287,7 @@ class Trainer:
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
         run = _Run(self.config, self._data, device, rank, world, on_event, stop or threading.Event())
+        self.model = run.model
         return run.train()
 
 

@@ -1,0 +1,278 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from googlenet.data import CIFAR10
+from googlenet.train import EndEvent, EpochEvent, StepEvent, TrainConfig, Trainer, TrainingDiverged, read_metrics
+from googlenet.weights import find_checkpoints, load_model, read_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def small(cifar):
+    """512 training and 256 test images of the real subset: enough to check the mechanics."""
+    return CIFAR10(cifar.train_images[:512], cifar.train_labels[:512], cifar.test_images[:256], cifar.test_labels[:256], cifar.classes, cifar.root)
+
+
+def tiny(out, **overrides):
+    values = dict(out=str(out), epochs=2, batch_size=64, width=0.125, seed=7, lr=0.05)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def weights_of(path):
+    model, _ = read_checkpoint(path)
+    return model.state_dict()
+
+
+@pytest.mark.slow
+def test_width_quarter_learns_well_above_chance(cifar, tmp_path, capsys):
+    config = TrainConfig(out=str(tmp_path / "learn"), epochs=2, width=0.25, seed=0)
+    events = []
+    end = Trainer(config, data=cifar).run(events.append)
+    assert end.status == "finished"
+    accuracy = end.accuracy["main"]
+    with capsys.disabled():
+        print(f"\n[report] width 0.25, 2 epochs on the 4,068-image subset: test accuracy main={accuracy:.3f} aux1={end.accuracy['aux1']:.3f} aux2={end.accuracy['aux2']:.3f} in {end.seconds:.0f} s")
+    assert accuracy >= 0.30
+    # what the app and the CLI show: step and epoch events, also in metrics.jsonl
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert len(steps) == 62 and steps[-1].step == 62
+    assert all(e.loss_aux1 is not None and e.images_per_s > 0 for e in steps)
+    assert [e.epoch for e in events if isinstance(e, EpochEvent)] == [1, 2]
+    assert [type(e) for e in read_metrics(tmp_path / "learn")] == [type(e) for e in events]
+    # the CLI's eval of the checkpoint (BN folded) agrees with the trainer's own evaluation
+    from googlenet.evaluate import evaluate
+
+    result = evaluate(load_model(end.checkpoint), cifar.test_images, cifar.test_labels)
+    assert abs(result.accuracy["main"] - accuracy) < 0.003
+
+
+def test_stop_then_resume_equals_an_uninterrupted_run(small, tmp_path):
+    full = Trainer(tiny(tmp_path / "full"), data=small).run()
+    assert full.status == "finished" and full.step == 16
+
+    stop = threading.Event()
+
+    def stop_at_5(event):
+        if isinstance(event, StepEvent) and event.step == 5:
+            stop.set()
+
+    first = Trainer(tiny(tmp_path / "split"), data=small).run(stop_at_5, stop)
+    assert first.status == "stopped" and first.step == 5
+    assert json.loads((tmp_path / "split" / "config.json").read_text())["width"] == 0.125
+    resumed_events = []
+    second = Trainer(tiny(tmp_path / "split", resume=True), data=small).run(resumed_events.append)
+    assert second.status == "finished" and second.step == 16
+    assert [e.step for e in resumed_events if isinstance(e, StepEvent)][0] == 6  # continues at the next step
+    a, b = weights_of(full.checkpoint), weights_of(second.checkpoint)
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after stop + resume"
+    # metrics.jsonl holds each step once
+    steps = [e.step for e in read_metrics(tmp_path / "split") if isinstance(e, StepEvent)]
+    assert steps == list(range(1, 17))
+
+
+def test_a_second_run_into_the_same_folder_is_refused(small, tmp_path):
+    Trainer(tiny(tmp_path / "once", max_steps=2), data=small).run()
+    with pytest.raises(ValueError, match="already holds a run"):
+        Trainer(tiny(tmp_path / "once"), data=small).run()
+    with pytest.raises(ValueError, match="nothing to resume"):
+        Trainer(tiny(tmp_path / "never", resume=True), data=small).run()
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(small, tmp_path, monkeypatch):
+    from googlenet import train
+
+    original = train._Run._loss
+
+    def poisoned(self, outputs, y):
+        loss, parts = original(self, outputs, y)
+        if self.step >= 10:  # after the first epoch's checkpoint (8 steps)
+            loss = loss * float("nan")
+            parts = parts * float("nan")
+        return loss, parts
+
+    monkeypatch.setattr(train._Run, "_loss", poisoned)
+    events = []
+    with pytest.raises(TrainingDiverged, match="diverged at step 11.*last good checkpoint"):
+        Trainer(tiny(tmp_path / "nan"), data=small).run(events.append)
+    end = events[-1]
+    assert isinstance(end, EndEvent) and end.status == "diverged"
+    model, meta = read_checkpoint(tmp_path / "nan" / "last.safetensors")  # finite weights of step 8
+    assert meta.training["step"] == 8
+
+
+def test_absurd_learning_rate_diverges_with_a_message(small, tmp_path):
+    with pytest.raises(TrainingDiverged, match="Lower the learning rate"):
+        Trainer(tiny(tmp_path / "lr", lr=1e12, epochs=1), data=small).run()
+
+
+def test_unwritable_run_folder(small, tmp_path):
+    if os.geteuid() == 0:
+        target = Path("/proc/googlenet-run")  # even root cannot create files here
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        target = locked / "run"
+    from googlenet.train import TrainingError
+
+    with pytest.raises((TrainingError, OSError)) as error:
+        Trainer(tiny(target), data=small).run()
+    assert str(target) in str(error.value) or "not writable" in str(error.value) or "No such file" in str(error.value)
+
+
+def test_guide_preset_is_the_guides_recipe(small, tmp_path):
+    config = TrainConfig(preset="guide", out=str(tmp_path / "g"), max_steps=1, batch_size=8)
+    assert (config.lr, config.momentum, config.weight_decay, config.nesterov) == (0.05, 0.9, 1e-4, False)
+    assert (config.schedule, config.step_size, config.gamma, config.epochs) == ("step", 30, 0.1, 100)
+    assert (config.input_size, config.normalize, config.pad_mode, config.crop_padding, config.flip) == (224, "imagenet", "constant", 4, True)
+    assert (config.aux_weight, config.label_smoothing, config.stem, config.batch_norm) == (0.3, 0.0, "imagenet", False)
+    assert TrainConfig(preset="guide").batch_size == 64
+    from googlenet.train import _Run
+
+    run = _Run(replace(config, width=0.125), small, torch.device("cpu"), 0, 1, None, threading.Event())
+    assert isinstance(run.optimizer, torch.optim.SGD)
+    group = run.optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (0.05, 0.9, 1e-4, False)
+    assert isinstance(run.scheduler, torch.optim.lr_scheduler.StepLR) and run.scheduler.step_size == 30 and run.scheduler.gamma == 0.1
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in run.model.modules())
+    # loss = main + 0.3 × (aux1 + aux2), each plain cross-entropy
+    logits = torch.randn(3, 4, 10)
+    y = torch.tensor([1, 2, 3, 4])
+    from googlenet.model import GoogLeNetOutputs
+
+    loss, _ = run._loss(GoogLeNetOutputs(*logits), y)
+    expected = F.cross_entropy(logits[0], y) + 0.3 * (F.cross_entropy(logits[1], y) + F.cross_entropy(logits[2], y))
+    assert torch.allclose(loss, expected)
+    # the on-device transform equals the guide's torchvision transforms up to PIL's uint8 rounding
+    import torchvision.transforms as T
+    from PIL import Image
+
+    from googlenet.data import Augment, DeviceBatches
+
+    images = small.train_images[:4]
+    plain = Augment(config.mean, config.std, crop_padding=0, flip=False, size=224)
+    ours, _ = next(DeviceBatches(images, torch.arange(4), 4, plain, torch.device("cpu"), train=False).epoch(0))
+    guide = T.Compose([T.Resize(224), T.ToTensor(), T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+    for image, x in zip(images, ours):
+        reference = guide(Image.fromarray(image.permute(1, 2, 0).numpy()))
+        assert (reference - x).abs().max() < 0.5 / 255 / 0.224 * 2
+
+
+def test_bad_config_values_are_rejected():
+    with pytest.raises(ValueError, match="unknown preset"):
+        TrainConfig(preset="turbo")
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        TrainConfig(lr=-1)
+    with pytest.raises(ValueError, match="input_size"):
+        TrainConfig(stem="imagenet", input_size=32)
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import safetensors.torch as st
+    import googlenet.weights as w
+    from googlenet.data import read_cifar10, CIFAR10
+    from googlenet.train import TrainConfig, Trainer
+    out, data, slow_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    real = st.save_file
+    calls = {"n": 0}
+    def slow_save(tensors, path, metadata=None):
+        calls["n"] += 1
+        if calls["n"] > slow_after:  # write half a file, then hang: the test kills us here
+            open(path, "wb").write(b"\\x00" * 1000)
+            print("WRITING", flush=True)
+            time.sleep(60)
+        return real(tensors, path, metadata=metadata)
+    w.save_file = slow_save
+    import googlenet.train as t
+    t.save_file = slow_save
+    c = read_cifar10(data)
+    small = CIFAR10(c.train_images[:256], c.train_labels[:256], c.test_images[:128], c.test_labels[:128], c.classes, c.root)
+    Trainer(TrainConfig(out=out, epochs=3, batch_size=64, width=0.125, seed=1), data=small).run()
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_checkpoint_write_never_leaves_a_corrupt_newest_checkpoint(cifar_dir, tmp_path):
+    script = tmp_path / "kill_me.py"
+    script.write_text(KILL_SCRIPT)
+    out = tmp_path / "killed"
+    # epoch 1 writes state + model (2 saves); the third save (epoch 2's state file) hangs half-written
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(cifar_dir), "2"], cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.time() + 240
+        line = ""
+        while time.time() < deadline and "WRITING" not in line:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+        assert "WRITING" in line, "the training subprocess never reached the checkpoint write"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert list(out.glob(".*.tmp")), "the half-written temporary file should be what the kill left behind"
+    newest = find_checkpoints(out.parent)[0]
+    assert newest.parent == out
+    loaded = load_model(newest)  # loads: the torn file never replaced a good one
+    assert loaded.training["step"] == 4
+    from googlenet.data import read_cifar10
+
+    c = read_cifar10(cifar_dir)
+    small = CIFAR10(c.train_images[:256], c.train_labels[:256], c.test_images[:128], c.test_labels[:128], c.classes, c.root)
+    end = Trainer(TrainConfig(out=str(out), resume=True), data=small).run()
+    assert end.status == "finished" and end.step == 12
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, torch
+    from googlenet.data import read_cifar10, CIFAR10
+    from googlenet.train import TrainConfig, Trainer
+    out, data, dump = sys.argv[1], sys.argv[2], sys.argv[3]
+    c = read_cifar10(data)
+    small = CIFAR10(c.train_images[:512], c.train_labels[:512], c.test_images[:128], c.test_labels[:128], c.classes, c.root)
+    trainer = Trainer(TrainConfig(out=out, epochs=1, batch_size=64, width=0.125, seed=3, device="cpu"), data=small)
+    trainer.run()
+    rank = os.environ["RANK"]
+    torch.save({k: v.detach().clone() for k, v in trainer.model.named_parameters()}, f"{dump}/rank{rank}.pt")
+    """
+)
+
+
+@pytest.mark.slow
+def test_ddp_with_two_gloo_processes(cifar_dir, tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "ddp-run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", str(script), str(out), str(cifar_dir), str(tmp_path)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert len(a) == len(b) > 100
+    for key in a:  # parameters; BN running statistics stay per rank, as in any DDP run without SyncBatchNorm
+        assert torch.equal(a[key], b[key]), f"{key} differs between ranks"
+    files = sorted(p.name for p in out.iterdir())
+    assert "last.safetensors" in files and "metrics.jsonl" in files
+    steps = [e for e in read_metrics(out) if isinstance(e, StepEvent)]
+    assert [e.step for e in steps] == list(range(1, 5))  # 512 images / 64 per step / … one writer only
+    assert all(e.images_per_s > 0 for e in steps)
