@@ -358,9 +358,8 @@ def build() -> gr.Blocks:
                         heads = gr.Plot(show_label=False, label="Predictions: main head and the two auxiliary classifiers", elem_id="heads-plot")
                         summary = gr.Markdown()
                         atlas = gr.Plot(show_label=False, label="Branch atlas: 9 modules × 4 branches", elem_id="atlas-plot")
-                        with gr.Row():
-                            channels = gr.Plot(show_label=False, label="Channels of the open branch")
-                            contributions = gr.Plot(show_label=False, label="Contribution per branch")
+                        contributions = gr.Plot(show_label=False, label="Contribution per branch", elem_id="contributions-plot")
+                        channels = gr.Plot(show_label=False, label="Channels of the open branch", elem_id="channels-plot")
                 with gr.Row():
                     with gr.Column():
                         gr.Markdown("### Which pixels matter? (captum input attribution)")

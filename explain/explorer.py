@@ -151,6 +151,13 @@ class Explorer:
                 width = convs[-1].out_channels
                 self.slices[f"{module_name}.{branch}"] = slice(start, start + width)
                 start += width
+        self._membership = {}
+        for module_name in INCEPTION_MODULES:
+            total = self.slices[f"{module_name}.branch4"].stop
+            membership = torch.zeros(len(BRANCHES), total)
+            for b, branch in enumerate(BRANCHES):
+                membership[b, self.slices[f"{module_name}.{branch}"]] = 1.0
+            self._membership[module_name] = membership
 
     # -- inputs --
 
@@ -213,13 +220,20 @@ class Explorer:
 
             return hook
 
+        def start_graph(_module, inputs):
+            # Gradients are needed from inception3a up only: the stem runs without a graph.
+            if threading.get_ident() == owner:
+                return (inputs[0].detach().requires_grad_(True),)
+            return None
+
         handles = [model.get_submodule(name).register_forward_hook(record(name)) for name in INCEPTION_MODULES]
+        handles.append(model.get_submodule(INCEPTION_MODULES[0]).register_forward_pre_hook(start_graph))
         was_training = model.training
-        model.eval()
+        if was_training:  # .eval() walks all 200+ modules: 4 ms per call on CPU, so only when needed
+            model.eval()
         try:
             with torch.enable_grad():
-                # The input must require grad for a graph to exist when the weights do not.
-                outputs = model(x.detach().requires_grad_(True), aux=True)
+                outputs = model(x.detach(), aux=True)
                 logits = outputs.logits[0]
                 target_index = self.resolve_target(target, logits)
                 tensors = [outputs_by_module[name] for name in INCEPTION_MODULES]
@@ -227,26 +241,31 @@ class Explorer:
         finally:
             for handle in handles:
                 handle.remove()
-            model.train(was_training)
+            if was_training:
+                model.train()
 
         activations: dict[str, Tensor] = {}
         cams: dict[str, Tensor] = {}
         cams_signed: dict[str, Tensor] = {}
         contributions: dict[str, float] = {}
-        for name, act, grad in zip(INCEPTION_MODULES, tensors, grads):
-            act = act.detach()[0].float().contiguous().cpu()
-            grad = grad[0].float().contiguous().cpu()
-            activations[name] = act
-            weighted = grad.mean(dim=(1, 2))[:, None, None] * act  # α_k A_k
-            evidence = (grad * act).sum(dim=(1, 2))  # per channel Σ_hw ∂y/∂A ⊙ A
-            for branch in BRANCHES:
-                full = f"{name}.{branch}"
-                part = self.slices[full]
-                activations[full] = act[part]
-                signed = weighted[part].sum(0)
-                cams_signed[full] = signed
-                cams[full] = signed.clamp(min=0)
-                contributions[full] = float(evidence[part].sum())
+        with torch.no_grad():
+            for name, act, grad in zip(INCEPTION_MODULES, tensors, grads):
+                act = act.detach()[0].float().cpu()  # C×H×W (channels_last memory is fine for views)
+                grad = grad[0].float().cpu()
+                activations[name] = act
+                channels, height, width = act.shape
+                # One matmul per module: row b of membership·α holds α_k for branch b's channels.
+                membership = self._membership[name]  # 4×C, 1 where channel k belongs to branch b
+                alpha = grad.mean(dim=(1, 2))
+                maps = (membership * alpha) @ act.reshape(channels, -1)  # 4×HW: Σ_k α_k A_k per branch
+                evidence = membership @ (grad * act).sum(dim=(1, 2))  # Σ_hw ∂y/∂A ⊙ A per branch
+                for b, branch in enumerate(BRANCHES):
+                    full = f"{name}.{branch}"
+                    activations[full] = act[self.slices[full]]
+                    signed = maps[b].reshape(height, width)
+                    cams_signed[full] = signed
+                    cams[full] = signed.clamp(min=0)
+                    contributions[full] = float(evidence[b])
         shares = {}
         for name in INCEPTION_MODULES:
             total = sum(abs(contributions[f"{name}.{b}"]) for b in BRANCHES) or 1.0

@@ -315,8 +315,19 @@ def _sniff(path: Path) -> None:
     if size < 8 + 2:
         raise CheckpointError(f"{path.name}: {size} bytes is too short to be a safetensors file (empty or truncated)")
     (header_len,) = struct.unpack("<Q", head[:8])
-    if header_len > size - 8 or head[8:9] != b"{":
-        raise CheckpointError(f"{path.name}: not a safetensors file, or truncated (header of {header_len} bytes in a {size}-byte file)")
+    if head[8:9] != b"{" or header_len > 100 * 2**20:
+        raise CheckpointError(f"{path.name}: not a safetensors file (no JSON header at the start)")
+    if header_len > size - 8:
+        raise CheckpointError(f"{path.name}: truncated: the header alone claims {header_len} bytes of a {size}-byte file")
+    with open(path, "rb") as handle:
+        handle.seek(8)
+        try:
+            header = json.loads(handle.read(header_len))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, IndexError):
+            raise CheckpointError(f"{path.name}: not a safetensors file (unreadable header)") from None
+    if 8 + header_len + end > size:
+        raise CheckpointError(f"{path.name}: truncated: its tensors need {8 + header_len + end:,} bytes, the file has {size:,}")
 
 
 def find_checkpoints(root: str | os.PathLike | None = None) -> list[Path]:

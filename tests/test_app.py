@@ -1,0 +1,165 @@
+"""The app through its real API (gradio_client against a server on 127.0.0.1)."""
+
+import socket
+import time
+
+import pytest
+import torch
+
+import app
+from bench.hostile import checkpoint_cases, image_cases, write
+from googlenet.model import GoogLeNet
+from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, save_checkpoint
+
+EXAMPLE = "assets/examples/photos/cat.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    from gradio_client import Client
+
+    demo = app.build()
+    demo.queue(default_concurrency_limit=2, max_size=128)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, max_file_size="5mb", allowed_paths=[str(app.ASSETS)])
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        app.JOB.stop()
+        app.JOB.wait(60)
+        demo.close()
+
+
+def call(client, *args, api_name):
+    from gradio_client import handle_file
+
+    import os
+
+    return client.predict(*[handle_file(a) if isinstance(a, str) and os.path.isfile(a) else a for a in args], api_name=api_name)
+
+
+def small_checkpoint(path, seed=0):
+    torch.manual_seed(seed)
+    meta = CheckpointMeta(CIFAR10_CLASSES, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 32, training={"accuracy": {"main": 0.5}})
+    return save_checkpoint(path, GoogLeNet(num_classes=10, stem="cifar", width=0.125), meta)
+
+
+def test_classify_returns_all_three_heads(client):
+    result = call(client, EXAMPLE, "random", 5, api_name="/classify")
+    assert set(result["predictions"]) == {"main", "aux1", "aux2"}
+    assert all(len(v) == 5 for v in result["predictions"].values())
+    assert result["model"] == "random init (untrained)" and any("mean nothing" in n for n in result["notes"])
+
+
+def test_explore_returns_the_figures(client):
+    heads, atlas, contributions, channels, summary, target, branch = call(client, EXAMPLE, "random", "(top class)", "cam", "Inferno", 0.6, "inception4c.branch2", api_name="/explore")
+    import json
+
+    atlas_figure = json.loads(atlas["plot"])
+    assert sum(t["type"] == "heatmap" for t in atlas_figure["data"]) == 36
+    assert len(json.loads(heads["plot"])["data"]) == 3
+    assert "Main head" in summary and "inception4c.branch2" in summary
+
+
+def test_every_hostile_image_gets_a_clear_message_or_a_conversion(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    outcomes = []
+    for case, path in write(image_cases(), tmp_path / "hostile"):
+        try:
+            result = call(client, str(path), "random", 3, api_name="/classify")
+            outcomes.append((case.name, "ok" if result["predictions"]["main"] else "empty"))
+        except AppError as error:
+            message = str(error)
+            assert "Traceback" not in message and message.strip(), case.name
+            outcomes.append((case.name, message))
+    for (name, outcome), case in zip(outcomes, image_cases()):
+        if case.expected == "ok":
+            assert outcome == "ok", f"{name}: {outcome}"
+        else:
+            assert case.expected in outcome, f"{name}: expected '{case.expected}' in '{outcome}'"
+    # and the app still serves
+    assert call(client, EXAMPLE, "random", 1, api_name="/classify")["predictions"]["main"]
+
+
+def test_uploads_over_the_size_limit_are_refused(client, tmp_path):
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\x89PNG" + b"\x00" * (6 * 2**20))
+    with pytest.raises(Exception) as error:
+        call(client, str(big), "random", 3, api_name="/classify")
+    assert "Traceback" not in str(error.value)
+
+
+def test_checkpoint_uploads(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    good = small_checkpoint(tmp_path / "mine.safetensors")
+    choices, banner = call(client, str(good), api_name="/upload_checkpoint")
+    assert "mine.safetensors" in banner
+    for case, path in write(checkpoint_cases(good.read_bytes()), tmp_path / "hostile-ckpt"):
+        renamed = path.with_name(case.name)
+        path.rename(renamed)
+        with pytest.raises(AppError, match=case.expected):
+            call(client, str(renamed), api_name="/upload_checkpoint")
+
+
+def test_model_choices_cannot_reach_outside_the_runs_folder(client):
+    from gradio_client.exceptions import AppError
+
+    for choice in ("runs:../../etc/passwd", "/etc/passwd", "runs:../app.py"):
+        with pytest.raises(AppError, match="runs folder|unknown model"):
+            call(client, EXAMPLE, choice, 3, api_name="/classify")
+
+
+def test_a_checkpoint_in_the_runs_folder_is_offered_and_explorable(client):
+    from googlenet.weights import runs_dir
+
+    small_checkpoint(runs_dir() / "mini" / "last.safetensors")
+    values = [v for _, v in app.HUB.choices()]
+    assert "runs:mini/last.safetensors" in values
+    heads, atlas, *_ = call(client, "assets/examples/cifar/cat-1.png", "runs:mini/last.safetensors", "cat", "signed", "Viridis", 0.4, "inception5b.branch1", api_name="/explore")
+    assert "cat" in heads["plot"]
+
+
+def test_training_errors_are_clear(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="CIFAR-10 folder not found"):
+        call(client, "fast", 1, 64, 0.1, 0.125, "cifar", 0.3, str(tmp_path / "no-data"), api_name="/train_start")
+    with pytest.raises(AppError, match="lr must be a positive number|less than minimum"):
+        call(client, "fast", 1, 64, -1.0, 0.125, "cifar", 0.3, str(tmp_path), api_name="/train_start")
+
+
+@pytest.mark.slow
+def test_classify_keeps_answering_while_training(client, cifar_dir):
+    from gradio_client.exceptions import AppError
+
+    message = call(client, "fast", 2, 64, 0.1, 0.125, "cifar", 0.3, str(cifar_dir), api_name="/train_start")
+    assert "Started" in message
+    try:
+        with pytest.raises(AppError, match="already in progress"):
+            call(client, "fast", 1, 64, 0.1, 0.125, "cifar", 0.3, str(cifar_dir), api_name="/train_start")
+        deadline = time.time() + 120
+        while time.time() < deadline and client.predict(api_name="/train_status")["steps_logged"] < 2:
+            time.sleep(0.5)
+        latencies = []
+        for _ in range(5):
+            started = time.perf_counter()
+            result = call(client, EXAMPLE, "random", 3, api_name="/classify")
+            latencies.append(time.perf_counter() - started)
+            assert len(result["predictions"]["main"]) == 3
+        status = client.predict(api_name="/train_status")
+        assert status["running"] and status["steps_logged"] >= 2 and status["loss"] > 0
+        assert max(latencies) < 10
+    finally:
+        client.predict(api_name="/train_stop")
+        app.JOB.wait(120)
+    status = client.predict(api_name="/train_status")
+    assert status["state"] == "stopped" and not status["running"]
+    assert any(v.endswith("last.safetensors") for _, v in app.HUB.choices())
