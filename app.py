@@ -182,6 +182,37 @@ def knockout_view(image, model, target, branches):
     return ablation_figure(ablation), f"p(“{ablation.target_name}”) per head; top class and change after the knock-out:\n\n" + "\n".join(rows)
 
 
+# -- Microscope ------------------------------------------------------------------------------
+
+
+@user_errors
+@gpu
+def microscope_branch(model, exploration, branch, progress=gr.Progress()):
+    """The open branch's most active channels (on this image): visualization + dataset examples."""
+    if exploration is None:
+        raise gr.Error("explore an image first: the channels shown are the ones it excites most")
+    act = exploration.activations[branch].mean(dim=(1, 2))
+    channels = act.argsort(descending=True)[:6].tolist()
+    scope = HUB.microscope(model, DEFAULT_DATA)
+    return scope.branch_view(branch, channels, progress=lambda f, msg: progress(f, desc=msg))
+
+
+@user_errors
+@gpu
+def microscope_module(model, module, progress=gr.Progress()):
+    scope = HUB.microscope(model, DEFAULT_DATA)
+    return scope.module_gallery(module, progress=lambda f, msg: progress(f, desc=msg))
+
+
+@user_errors
+@gpu
+def microscope_specialization(model, progress=gr.Progress()):
+    from explain.featureviz import specialization_figure
+
+    scope = HUB.microscope(model, DEFAULT_DATA)
+    return specialization_figure(scope.index(lambda f, msg: progress(f, desc=msg)))
+
+
 # -- Compare ---------------------------------------------------------------------------------
 
 
@@ -264,13 +295,14 @@ def train_poll(smoothing, log_y, seen):
     status = JOB.status()
     key = (status.version, status.state, round(float(smoothing), 2), bool(log_y))
     if seen == key:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen, gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen, gr.skip(), gr.skip()
     steps = [e.__dict__ for e in status.events if isinstance(e, StepEvent)]
     epochs = [e.__dict__ for e in status.events if isinstance(e, EpochEvent)]
     figure = training_figure(steps, epochs, float(smoothing), bool(log_y))
     ended = not status.running and status.state in ("finished", "stopped", "diverged", "failed")
     refresh = model_choices_update(None) if ended and (seen is None or seen[1] != status.state) else gr.skip()
-    return figure, status_text(status), log_text(status.events), probe_text(epochs), key, refresh
+    picture = JOB.probe_image(epochs[-1]["probe"].get("index", 0)) if epochs and epochs[-1].get("probe") else None
+    return figure, status_text(status), log_text(status.events), probe_text(epochs), key, refresh, picture if picture is not None else gr.skip()
 
 
 def status_text(status) -> str:
@@ -360,6 +392,14 @@ def build() -> gr.Blocks:
                         atlas = gr.Plot(show_label=False, label="Branch atlas: 9 modules × 4 branches", elem_id="atlas-plot")
                         contributions = gr.Plot(show_label=False, label="Contribution per branch", elem_id="contributions-plot")
                         channels = gr.Plot(show_label=False, label="Channels of the open branch", elem_id="channels-plot")
+                        with gr.Accordion("Microscope: what do these channels look for?", open=False):
+                            gr.Markdown("Feature visualization (activation maximisation, Olah et al. 2017) of the open branch's most active channels, each followed by the dataset images that excite it most; a gallery per module; and how the four branches specialise. The first call indexes the reference set (seconds on CPU, then cached beside the checkpoint).")
+                            with gr.Row():
+                                scope_branch = gr.Button("Open branch: top channels")
+                                scope_module = gr.Dropdown(list(INCEPTION_MODULES), value="inception4c", label="Module", scale=1)
+                                scope_gallery = gr.Button("Module gallery")
+                                scope_special = gr.Button("Branch specialization")
+                            scope_plot = gr.Plot(show_label=False, label="Microscope", elem_id="microscope-plot")
                 with gr.Row():
                     with gr.Column():
                         gr.Markdown("### Which pixels matter? (captum input attribution)")
@@ -412,6 +452,7 @@ def build() -> gr.Blocks:
                     log_y = gr.Checkbox(False, label="Log-scale loss")
                 curves = gr.Plot(show_label=False, label="Loss and test accuracy per head", elem_id="train-curves")
                 with gr.Row():
+                    probe_picture = gr.Image(label="Probe image", height=120, width=120, interactive=False, scale=0, min_width=140)
                     probe = gr.Markdown()
                     train_log = gr.Textbox(label="Log", lines=8, max_lines=12, autoscroll=True)
                 seen = gr.State(None)
@@ -432,6 +473,9 @@ def build() -> gr.Blocks:
             control.change(rerender, [exploration, *view], [atlas, channels, summary], api_visibility="private", show_progress="hidden")
         attribute_button.click(attribute_view, [image, model, target, method, noise, colorscale, opacity], attribution, api_name="attribute", preprocess=False, concurrency_limit=1)
         knock_button.click(knockout_view, [image, model, target, knock], [knock_plot, knock_table], api_name="ablate", preprocess=False, concurrency_limit=2)
+        scope_branch.click(microscope_branch, [model, exploration, branch], scope_plot, api_name="microscope_branch", concurrency_limit=1, concurrency_id="microscope")
+        scope_gallery.click(microscope_module, [model, scope_module], scope_plot, api_name="microscope_module", concurrency_limit=1, concurrency_id="microscope")
+        scope_special.click(microscope_specialization, model, scope_plot, api_name="branch_specialization", concurrency_limit=1, concurrency_id="microscope")
         compare_button.click(compare_view, [compare_image, model_a, model_b, compare_kind, colorscale], [heads_a, atlas_a, heads_b, atlas_b], api_name="compare", preprocess=False, concurrency_limit=1)
 
         hidden_image = gr.Image(visible=False, type="filepath")
@@ -449,7 +493,7 @@ def build() -> gr.Blocks:
         download.click(train_download, data, train_message, api_name="download_cifar10")
         train_json = gr.JSON(visible=False)
         gr.Button(visible=False).click(train_status, None, train_json, api_name="train_status", queue=False)
-        timer.tick(train_poll, [smoothing, log_y, seen], [curves, status, train_log, probe, seen, model], api_visibility="private", show_progress="hidden", queue=False)
+        timer.tick(train_poll, [smoothing, log_y, seen], [curves, status, train_log, probe, seen, model, probe_picture], api_visibility="private", show_progress="hidden", queue=False)
     return demo
 
 

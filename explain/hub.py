@@ -47,6 +47,7 @@ class ModelHub:
         self.preferred: str | None = None  # set by the operator (app.py --weights), never by clients
         self._operator_file: Path | None = None
         self._explorers: OrderedDict[str, Explorer] = OrderedDict()
+        self._microscopes: dict[int, object] = {}
         self._lock = threading.Lock()
         self._imagenet_checked: tuple[float, bool] = (0.0, False)
 
@@ -130,6 +131,18 @@ class ModelHub:
 
     def loaded(self, choice: str | None) -> Loaded:
         return self.explorer(choice).loaded
+
+    def microscope(self, choice: str | None, data_dir: str | Path):
+        """The :class:`~explain.featureviz.Microscope` of a choice (kept while its model is cached)."""
+        from .featureviz import Microscope
+
+        explorer = self.explorer(choice)
+        with self._lock:
+            live = {id(e) for e in self._explorers.values()}
+            self._microscopes = {k: v for k, v in self._microscopes.items() if k in live}
+            if id(explorer) not in self._microscopes:
+                self._microscopes[id(explorer)] = Microscope(explorer.loaded, data_dir)
+            return self._microscopes[id(explorer)]
 
     def resolve(self, choice: str) -> str | Path:
         """The ``load_model`` source for a choice; refuses anything outside the runs folder."""

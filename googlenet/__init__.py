@@ -1,6 +1,7 @@
 """GoogLeNet (Inception v1): model, weights and checkpoints, CIFAR-10 data, training, summary."""
 
 from .model import BRANCH_NAMES, BRANCHES, INCEPTION_MODULES, GoogLeNet, GoogLeNetConfig, GoogLeNetOutputs
+from .train import TrainConfig, Trainer
 from .weights import CheckpointError, CheckpointMeta, Loaded, load_model, save_checkpoint
 
 __all__ = [
@@ -15,4 +16,6 @@ __all__ = [
     "CheckpointError",
     "load_model",
     "save_checkpoint",
+    "Trainer",
+    "TrainConfig",
 ]

@@ -8,6 +8,7 @@ curves of the last run.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from .train import EndEvent, EpochEvent, Event, StartEvent, StepEvent, TrainConf
 from .weights import runs_dir
 
 __all__ = ["JobBusy", "JobStatus", "TrainingJob", "latest_run"]
+
+log = logging.getLogger(__name__)
 
 
 class JobBusy(RuntimeError):
@@ -88,6 +91,12 @@ class TrainingJob:
             self._message = "stopping after the current step; a checkpoint will be saved"
         return True
 
+    def probe_image(self, index: int = 0):
+        """The probe test image (H×W×3 uint8) of the data the last run in this process used."""
+        for data in self._data_cache.values():
+            return data.test_images[index].permute(1, 2, 0).numpy()
+        return None
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the run ends; True if it did within ``timeout``."""
         thread = self._thread
@@ -99,7 +108,7 @@ class TrainingJob:
         with self._lock:
             events = list(self._events)
             state, message, out = self._state, self._message, self._out
-        if not events and not self.running and out is None:
+        if state == "idle":  # nothing started in this process: show the last run on disk
             return self._last_run_status()
         return _status(events, self.running, state, message, out, self._started)
 
@@ -114,10 +123,16 @@ class TrainingJob:
     def _run(self, trainer: Trainer) -> None:
         try:
             trainer.run(self._on_event, self._stop)
-        except (TrainingError, DataError, ValueError, OSError, RuntimeError) as error:
-            with self._lock:
-                if self._state not in ("diverged",):
-                    self._state, self._message = "failed", str(error)
+        except (TrainingError, DataError, ValueError, OSError) as error:
+            self._fail(str(error))
+        except Exception as error:  # the thread's last line of defence: a bug must not look like "running"
+            log.exception("training thread failed")
+            self._fail(f"training failed unexpectedly ({type(error).__name__}: {error})")
+
+    def _fail(self, message: str) -> None:
+        with self._lock:
+            if self._state != "diverged":  # the trainer already reported its own clear message
+                self._state, self._message = "failed", message
 
     def _on_event(self, event: Event) -> None:
         with self._lock:

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from explain.hub import UPLOAD_LIMIT_BYTES, ModelHub
+from googlenet.model import GoogLeNet
+from googlenet.weights import CIFAR10_CLASSES, CheckpointError, CheckpointMeta, runs_dir, save_checkpoint
+
+META = CheckpointMeta(CIFAR10_CLASSES, (0.5,) * 3, (0.25,) * 3, 32, training={"accuracy": {"main": 0.61}})
+
+
+def tiny(path):
+    torch.manual_seed(0)
+    return save_checkpoint(path, GoogLeNet(num_classes=10, stem="cifar", width=0.125), META)
+
+
+def test_choices_list_runs_with_accuracy_and_resolve_safely():
+    tiny(runs_dir() / "a" / "last.safetensors")
+    hub = ModelHub()
+    choices = dict((v, label) for label, v in hub.choices())
+    assert "runs:a/last.safetensors" in choices and "61.0%" in choices["runs:a/last.safetensors"]
+    assert "random" in choices
+    for bad in ("runs:../outside.safetensors", "runs:a/../../x.safetensors", "/etc/passwd", "runs:a/config.json"):
+        with pytest.raises(ValueError):
+            hub.resolve(bad)
+    assert hub.explorer("runs:a/last.safetensors").loaded.input_size == 32
+
+
+def test_uploads_are_checked_copied_and_offered(tmp_path):
+    hub = ModelHub()
+    good = tiny(tmp_path / "my model!.safetensors")
+    choice = hub.add_upload(good, "../../my model!.safetensors")
+    assert choice == "runs:uploads/my-model.safetensors"
+    assert (runs_dir() / "uploads" / "my-model.safetensors").is_file()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x80\x04not really")
+    with pytest.raises(CheckpointError, match="pickle"):
+        hub.add_upload(bad)
+    assert not (runs_dir() / "uploads" / "bad.safetensors").exists()
+    big = tmp_path / "big.safetensors"
+    with open(big, "wb") as f:
+        f.truncate(UPLOAD_LIMIT_BYTES + 1)
+    with pytest.raises(CheckpointError, match="upload limit"):
+        hub.add_upload(big)
+
+
+def test_operator_can_pin_a_file_and_clients_cannot(tmp_path):
+    hub = ModelHub()
+    path = tiny(tmp_path / "pinned.safetensors")
+    hub.prefer(str(path))
+    assert hub.default() == "file" and hub.loaded("file").path == path.resolve()
+    other = ModelHub()
+    with pytest.raises(ValueError):
+        other.resolve("file")
+    with pytest.raises(FileNotFoundError):
+        other.prefer(str(tmp_path / "nope.safetensors"))
