@@ -114,7 +114,8 @@ def classify(image, model: str | None = None, topk: int = 5) -> dict:
 def explore_view(image, model, target, kind, colorscale, opacity, branch):
     """One pass, then every view of it: heads, atlas, contributions, the chosen branch's channels."""
     explorer = HUB.explorer(model)
-    exploration = explorer.explore(image_input(image), None if target in (None, "", TOP_CLASS) else target)
+    target = target if target in explorer.loaded.classes else None  # e.g. an ImageNet class after switching to CIFAR
+    exploration = explorer.explore(image_input(image), target)
     if branch not in BRANCH_NAMES:
         branch = max(exploration.shares, key=exploration.shares.get)
     classes = [TOP_CLASS, *explorer.loaded.classes]
@@ -125,9 +126,23 @@ def explore_view(image, model, target, kind, colorscale, opacity, branch):
         contributions_figure(exploration),
         channels_figure(exploration, branch, 16, colorscale),
         summary_text(exploration, branch),
-        gr.update(choices=classes, value=target if target in classes else TOP_CLASS),
+        gr.update(choices=classes, value=target or TOP_CLASS),
         gr.update(value=branch),
     )
+
+
+def explore_on_change(image, *args):
+    """The image changed (upload, webcam, paste, example): explore it; a cleared image is no error."""
+    if image is None:
+        return (gr.skip(),) * 8
+    return explore_view(image, *args)
+
+
+def preset_defaults(preset: str):
+    """Fill the form with a preset's values (the fast preset's width depends on the device)."""
+    values = PRESETS[preset]
+    width = values["width"] if values["width"] is not None else (1.0 if HUB.device.type == "cuda" else 0.25)
+    return values["epochs"], values["batch_size"], values["lr"], width, values["stem"]
 
 
 def summary_text(exploration, branch: str) -> str:
@@ -468,7 +483,7 @@ def build() -> gr.Blocks:
         explore_outputs = [exploration, heads, atlas, contributions, channels, summary, target, branch]
         explore_inputs = [image, model, target, *view]
         run.click(explore_view, explore_inputs, explore_outputs, api_name="explore", preprocess=False, concurrency_limit=2, concurrency_id="explore")
-        image.change(explore_view, explore_inputs, explore_outputs, api_visibility="private", preprocess=False, concurrency_id="explore", trigger_mode="always_last")
+        image.change(explore_on_change, explore_inputs, explore_outputs, api_visibility="private", preprocess=False, concurrency_id="explore", trigger_mode="always_last")
         for control in (kind, colorscale, opacity, branch):
             control.change(rerender, [exploration, *view], [atlas, channels, summary], api_visibility="private", show_progress="hidden")
         attribute_button.click(attribute_view, [image, model, target, method, noise, colorscale, opacity], attribution, api_name="attribute", preprocess=False, concurrency_limit=1)
@@ -488,6 +503,7 @@ def build() -> gr.Blocks:
         upload.upload(upload_checkpoint, upload, [model, live], api_name="upload_checkpoint")
         demo.load(architecture_view, model, [diagram, table, arch_caption], api_visibility="private")
 
+        preset.change(preset_defaults, preset, [epochs, batch, lr, width, stem], api_visibility="private")
         start.click(train_start, [preset, epochs, batch, lr, width, stem, aux_weight, data], train_message, api_name="train_start")
         stop.click(train_stop, None, train_message, api_name="train_stop")
         download.click(train_download, data, train_message, api_name="download_cifar10")

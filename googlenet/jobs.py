@@ -61,6 +61,7 @@ class TrainingJob:
         self._out: Path | None = None
         self._started: float | None = None
         self._data_cache: dict[str, CIFAR10] = {}
+        self._disk: tuple[tuple, JobStatus] | None = None  # last run read from disk, by file and mtime
 
     @property
     def running(self) -> bool:
@@ -146,14 +147,20 @@ class TrainingJob:
                 self._state = "running"
 
     def _last_run_status(self) -> JobStatus:
-        """After a restart: the newest run's curves, read back from its metrics.jsonl."""
+        """After a restart: the newest run's curves, read back from its metrics.jsonl (cached)."""
         run = latest_run()
         if run is None:
             return JobStatus(False, None, None, "idle", "no training run yet", 0, 0, None, None)
+        stat = (run / "metrics.jsonl").stat()
+        key = (str(run), stat.st_size, stat.st_mtime_ns)
+        if self._disk is not None and self._disk[0] == key:
+            return self._disk[1]
         events = read_metrics(run)
         ended = next((e for e in reversed(events) if isinstance(e, EndEvent)), None)
         message = f"last run {run.name}: " + (ended.message if ended else "interrupted (no end recorded); resume it with --resume")
-        return _status(events, False, ended.status if ended else "stopped", message, run, None)
+        status = _status(events, False, ended.status if ended else "stopped", message, run, None)
+        self._disk = (key, status)
+        return status
 
 
 def _status(events: list[Event], running: bool, state: str, message: str, out: Path | None, started: float | None) -> JobStatus:
