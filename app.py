@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import functools
 import logging
 import os
@@ -24,7 +25,7 @@ from explain.figures import COLORSCALES, MAP_KINDS, ablation_figure, atlas_figur
 from explain.hub import ModelHub
 from googlenet.data import DataError, download_cifar10
 from googlenet.jobs import JobBusy, TrainingJob
-from googlenet.model import BRANCH_NAMES, INCEPTION_MODULES
+from googlenet.model import BRANCH_NAMES, INCEPTION_MODULES, GoogLeNet
 from googlenet.summary import summarize
 from googlenet.train import PRESETS, EndEvent, EpochEvent, StepEvent, TrainConfig, TrainingError
 from googlenet.weights import CheckpointError
@@ -261,12 +262,19 @@ def upload_checkpoint(file):
     return model_choices_update(choice), banner(choice)
 
 
+@functools.lru_cache(maxsize=8)
+def architecture_of(config, input_size: int):
+    """Summary and diagram of a configuration, as trained (the live copy has BN folded away)."""
+    model = GoogLeNet(**dataclasses.asdict(config))
+    return summarize(model, input_size), architecture_figure(model)
+
+
 @user_errors
 def architecture_view(model):
     loaded = HUB.loaded(model)
-    summary = summarize(loaded.model, loaded.input_size)
+    summary, diagram = architecture_of(loaded.config, loaded.input_size)
     caption = f"{summary.total_params:,} parameters · {summary.main_macs / 1e9:.3f} G multiply-adds per {summary.input_size}×{summary.input_size} image (paper: ~6.8 M, ~1.5 G)"
-    return architecture_figure(loaded.model), pd.DataFrame(summary.records()), caption
+    return diagram, pd.DataFrame(summary.records()), caption
 
 
 # -- Train -----------------------------------------------------------------------------------

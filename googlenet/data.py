@@ -166,6 +166,8 @@ class Augment:
     pad_mode: "reflect" (fast preset) or "constant" (zeros, torchvision's RandomCrop default).
     flip: random horizontal flip with p=0.5.
     size: output side; 224 upsamples bilinearly as the guide's ``Resize(224)`` does.
+    cutout: side of a square set to the mean colour at a random place in each image (DeVries &
+        Taylor 2017, https://arxiv.org/abs/1708.04552); 0 disables it.
     """
 
     mean: tuple[float, float, float]
@@ -174,6 +176,7 @@ class Augment:
     pad_mode: str = "reflect"
     flip: bool = True
     size: int = 32
+    cutout: int = 0
 
 
 class DeviceBatches:
@@ -251,10 +254,25 @@ class DeviceBatches:
         x = images.float()
         if aug.size != x.shape[-1]:
             x = F.interpolate(x, size=(aug.size, aug.size), mode="bilinear", align_corners=False)
-        x = ((x - self.mean) / self.std).to(self.dtype)
+        x = (x - self.mean) / self.std
+        if generator is not None and self.train and aug.cutout:
+            x = self._cutout(x, aug.cutout, generator)
+        x = x.to(self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+
+    def _cutout(self, x: Tensor, side: int, generator: torch.Generator) -> Tensor:
+        """Zero (the mean colour, after normalisation) a side×side square per image, clipped at the border."""
+        n, _, h, w = x.shape
+        cy = torch.randint(0, h, (n, 1, 1), device=self.device, generator=generator)
+        cx = torch.randint(0, w, (n, 1, 1), device=self.device, generator=generator)
+        rows = torch.arange(h, device=self.device)[None, :, None]
+        cols = torch.arange(w, device=self.device)[None, None, :]
+        low_y, low_x = cy - side // 2, cx - side // 2
+        inside = (rows >= low_y) & (rows < low_y + side) & (cols >= low_x) & (cols < low_x + side)
+        return x.masked_fill(inside[:, None], 0.0)
 
 
 def _mix(*numbers: int) -> int:

@@ -60,7 +60,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=100, batch_size=64, lr=0.05, momentum=0.9, nesterov=False, weight_decay=1e-4,
         schedule="step", step_size=30, gamma=0.1, warmup=0.0, label_smoothing=0.0,
         width=1.0, stem="imagenet", batch_norm=False, dropout=0.4, input_size=224,
-        pad_mode="constant", normalize="imagenet", precision="fp32", channels_last=False,
+        pad_mode="constant", normalize="imagenet", precision="fp32", channels_last=False, cutout=0,
     ),
     # CIFAR stem at 32×32, BN, one-cycle SGD-Nesterov, label smoothing, data on the device.
     # At width 0.25 on the 4,068-image subset: see README "Training" for the measured accuracy.
@@ -68,7 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=40, batch_size=128, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
         schedule="onecycle", step_size=30, gamma=0.1, warmup=0.25, label_smoothing=0.1,
         width=None, stem="cifar", batch_norm=True, dropout=0.4, input_size=32,
-        pad_mode="reflect", normalize="cifar", precision="auto", channels_last=True,
+        pad_mode="reflect", normalize="cifar", precision="auto", channels_last=True, cutout=0,
     ),
 }  # fmt: skip
 SCHEDULES = ("onecycle", "step", "constant")
@@ -104,6 +104,7 @@ class TrainConfig:
     aux_dropout: float = 0.7
     input_size: int | None = None
     crop_padding: int = 4
+    cutout: int | None = None  # side of the Cutout square in pixels (0: none)
     pad_mode: str | None = None
     flip: bool = True
     normalize: str | None = None  # cifar | imagenet statistics
@@ -145,6 +146,7 @@ class TrainConfig:
             (self.precision in ("auto", "fp32", "bf16"), f"precision must be auto, fp32 or bf16, got {self.precision!r}"),
             (self.max_steps is None or self.max_steps >= 1, f"max_steps must be ≥ 1, got {self.max_steps}"),
             (0 <= self.crop_padding <= 16, f"crop_padding must be in [0, 16], got {self.crop_padding}"),
+            (0 <= self.cutout <= self.input_size, f"cutout must be in [0, input_size], got {self.cutout}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -303,7 +305,9 @@ class _Run:
         self.out = self._out_dir(config)
         if config.resume:
             saved = json.loads((self.out / "config.json").read_text())
-            overrides = {k: getattr(config, k) for k in ("device", "max_steps", "log_every", "data") if getattr(config, k) is not None}
+            overrides = {k: getattr(config, k) for k in ("device", "max_steps", "log_every") if getattr(config, k) is not None}
+            if config.data != TrainConfig.data:  # a data folder given for the resume wins over the saved one
+                overrides["data"] = config.data
             config = replace(TrainConfig.from_dict(saved), **overrides, resume=True)
         if config.width is None:
             config = replace(config, width=1.0 if device.type == "cuda" else 0.25)
@@ -321,7 +325,7 @@ class _Run:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.amp_dtype = _amp_dtype(config.precision, device)
-        augment = Augment(config.mean, config.std, config.crop_padding, config.pad_mode, config.flip, config.input_size)
+        augment = Augment(config.mean, config.std, config.crop_padding, config.pad_mode, config.flip, config.input_size, config.cutout)
         if config.batch_size % world:
             raise ValueError(f"batch_size {config.batch_size} must divide evenly over {world} processes")
         self.train_batches = DeviceBatches(
@@ -604,7 +608,7 @@ class _Run:
             "test_images": len(self.data.test_labels),
             "seconds": round(time.perf_counter() - self.started, 1),
             "device": str(self.device),
-            "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else "",
+            "command": _command_line(),
             "config": asdict(c),
         }
 
@@ -671,6 +675,15 @@ class _Run:
         epochs = sorted(self.out.glob("epoch-*.safetensors"))
         for old in epochs[1 : max(1, len(epochs) - self.config.keep_checkpoints)]:
             old.unlink(missing_ok=True)
+
+
+def _command_line() -> str:
+    """How this process was started, as a user would type it (``python -m googlenet train …``)."""
+    if not sys.argv or not sys.argv[0]:
+        return ""
+    if sys.argv[0].endswith(os.path.join("googlenet", "__main__.py")):
+        return " ".join(["python -m googlenet", *sys.argv[1:]])
+    return " ".join(sys.argv)
 
 
 def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
