@@ -397,8 +397,10 @@ def build() -> gr.Blocks:
             with gr.Tab("Explore", id="explore"):
                 with gr.Row():
                     with gr.Column(scale=1, min_width=300):
-                        image = gr.Image(label="Image", sources=["upload", "webcam", "clipboard"], type="filepath", height=280, elem_id="input-image")
                         cifar_first = HUB.loaded(default).input_size <= 64
+                        first = sorted(examples("cifar" if cifar_first else "photos"), key=lambda p: "cat" not in Path(p).name) or [None]
+                        # A first picture, explored on page load: a newcomer sees the network at work at once.
+                        image = gr.Image(first[0], label="Image", sources=["upload", "webcam", "clipboard"], type="filepath", height=280, elem_id="input-image")
                         for kind in ("cifar", "photos") if cifar_first else ("photos", "cifar"):
                             if examples(kind):
                                 gr.Examples(examples(kind), inputs=image, label="CIFAR-10-style examples (32×32)" if kind == "cifar" else "Photos", examples_per_page=12)
@@ -510,6 +512,7 @@ def build() -> gr.Blocks:
         refresh.click(lambda m: model_choices_update(m), model, model, api_visibility="private")
         upload.upload(upload_checkpoint, upload, [model, live], api_name="upload_checkpoint")
         demo.load(architecture_view, model, [diagram, table, arch_caption], api_visibility="private")
+        demo.load(explore_on_change, explore_inputs, explore_outputs, api_visibility="private", preprocess=False, concurrency_id="explore")
 
         preset.change(preset_defaults, preset, [epochs, batch, lr, width, stem], api_visibility="private")
         start.click(train_start, [preset, epochs, batch, lr, width, stem, aux_weight, data], train_message, api_name="train_start")

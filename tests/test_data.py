@@ -147,3 +147,15 @@ def test_ddp_shards_are_disjoint(cifar):
         shards.append(torch.cat([y for _, y in b.epoch(0)]))
     assert len(set(shards[0].tolist()) & set(shards[1].tolist())) == 0
     assert len(shards[0]) == len(shards[1]) == 50
+
+
+def test_cutout_masks_one_square_of_the_given_side(cifar):
+    images = torch.full((16, 3, 32, 32), 200, dtype=torch.uint8)
+    aug = Augment((0.5,) * 3, (0.25,) * 3, crop_padding=0, flip=False, cutout=12)
+    x, _ = next(DeviceBatches(images, torch.arange(16), 16, aug, torch.device("cpu"), seed=2).epoch(0))
+    masked = (x == 0).all(1)  # the mean colour is 0 after normalisation
+    for m in masked:
+        rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
+        assert 1 <= len(rows) <= 12 and 1 <= len(cols) <= 12  # clipped at the border, never larger
+        assert m.sum() == len(rows) * len(cols)  # one rectangle
+    assert masked.sum(dim=(1, 2)).max() == 144  # somewhere a full 12×12 square
