@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     first = time.perf_counter() - start
                     break
                 time.sleep(0.05)
-            print(f"start_to_first_loss_point_s={first:.2f}  ({message.split('.')[0]}; the page polls once a second on top)")
+            print(f"start_to_first_loss_point_s={first:.2f}  ({message.split(', on ')[0]}; the page polls once a second on top)")
             during = []
             for _ in range(10):
                 t = time.perf_counter()

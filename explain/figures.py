@@ -162,6 +162,11 @@ class _Mosaic:
         return go.Figure(data=self.data, layout={**axes, **layout})
 
 
+def _percent(value: float) -> str:
+    """``+12%``; values that round to zero print as ``0%``, never ``-0%``."""
+    return "0%" if abs(value) < 0.005 else f"{value:+.0%}"
+
+
 def _rounded(m: Tensor, scale: float) -> np.ndarray:
     """Values / scale to 3 decimals: plenty for a colour, and a third of the JSON of float64."""
     return np.round(m.numpy().astype(np.float64) / scale, 3)
@@ -210,7 +215,7 @@ def atlas_figure(
         share = exploration.shares[branch]
         hover = f"<b>{branch}</b> {exploration.kernels[branch]}<br>share of evidence {share:+.0%}{factor}"
         grid.heatmap(cell[branch], z, hover, opacity if show_image else 1.0)
-        grid.corner_label(cell[branch], f"{share:+.0%}")
+        grid.corner_label(cell[branch], _percent(share))
     half = grid.side / 2
     for c, module in enumerate(INCEPTION_MODULES):
         grid.text(grid.origin(c)[0] + half, -grid.side * 0.14, f"<b>{module[9:]}</b>", 13)
@@ -273,7 +278,7 @@ def contributions_figure(exploration: Exploration) -> go.Figure:
     y = [f"{b} {exploration.kernels[f'inception3a.{b}']}" for b in BRANCHES]
     trace = dict(
         type="heatmap", z=z, x=[m[9:] for m in INCEPTION_MODULES], y=y, customdata=np.round(np.array(raw), 4),
-        colorscale=_DIVERGING, zmid=0, zmin=-1, zmax=1, texttemplate="%{z:+.0%}", textfont=dict(size=11),
+        colorscale=_DIVERGING, zmid=0, zmin=-1, zmax=1, text=[[_percent(v) for v in row] for row in z], texttemplate="%{text}", textfont=dict(size=11),
         hovertemplate="inception%{x} %{y}<br>share %{z:+.1%}<br>Σ grad×act %{customdata:.3g}<extra></extra>",
         colorbar=dict(thickness=10, tickformat=".0%"),
     )  # fmt: skip

@@ -86,7 +86,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
         "schedule": str, "warmup": float, "step_size": int, "gamma": float, "label_smoothing": float,
         "aux_weight": float, "width": float, "stem": str, "dropout": float, "input_size": int,
         "pad_mode": str, "normalize": str, "precision": str, "seed": int, "device": str,
-        "max_steps": int, "log_every": int, "keep_checkpoints": int, "cutout": int,
+        "max_steps": int, "log_every": int, "keep_checkpoints": int, "cutout": int, "anneal": str, "final_div": float,
     }  # fmt: skip
     for name, kind in flags.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
