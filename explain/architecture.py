@@ -63,6 +63,7 @@ def architecture_figure(model: GoogLeNet) -> go.Figure:
         )
     ]  # fmt: skip
     layout = dict(
+        template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
         shapes=shapes,
         xaxis=dict(visible=False, range=[-0.3, x + 0.1], fixedrange=False),
         yaxis=dict(visible=False, range=[-2.2, 3.7], fixedrange=True),

@@ -427,6 +427,7 @@ def specialization_figure(index: ExampleIndex) -> go.Figure:
              texttemplate="%{z:.0%}", colorbar=dict(thickness=8), hovertemplate="inception%{x} %{y}<br>share of output energy %{z:.1%}<extra></extra>"),
     ]  # fmt: skip
     layout = dict(
+        template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
         xaxis=dict(domain=[0, 0.44], side="top"), yaxis=dict(autorange="reversed"),
         xaxis2=dict(domain=[0.54, 1], side="top", anchor="y2"), yaxis2=dict(autorange="reversed", anchor="x2"),
         annotations=[
@@ -456,6 +457,7 @@ def gallery_figure(rows: list[tuple[str, list[np.ndarray]]], tile: int = 64) -> 
         dict(type="scatter", mode="text", x=[-4] * len(rows), y=[r * (tile + gap) + tile / 2 for r in range(len(rows))], text=[title for title, _ in rows], textposition="middle left", hoverinfo="skip"),
     ]
     layout = dict(
+        template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
         xaxis=dict(visible=False, range=[-150, sheet.width], fixedrange=True), yaxis=dict(visible=False, range=[sheet.height, -4], scaleanchor="x", fixedrange=True),
         height=min(900, 40 + len(rows) * (tile + gap) * 1.3), margin=dict(l=4, r=4, t=30, b=4), paper_bgcolor="white", plot_bgcolor="white", showlegend=False,
     )  # fmt: skip

@@ -155,6 +155,7 @@ class _Mosaic:
         width = self.cols * (self.side + self.gap) - self.gap
         height = self.rows * (self.side + self.gap) - self.gap
         axes = dict(
+            template="none",
             xaxis=dict(range=[-left, width + 1], visible=False, fixedrange=True),
             yaxis=dict(range=[height + 1, -top], visible=False, fixedrange=True, scaleanchor="x"),
             paper_bgcolor="white", plot_bgcolor="white", font=_FONT, showlegend=False,
@@ -223,6 +224,7 @@ def atlas_figure(
         grid.text(-grid.side * 0.42, grid.origin(r * cols)[1] + half, f"<b>{b}</b><br>{exploration.kernels[f'inception3a.{b}']}", 11)
     low, high = value_range if value_range is not None else ((-1.0 if signed else 0.0), 1.0)
     layout = dict(
+        template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
         coloraxis=dict(
             colorscale=_DIVERGING if signed else colorscale, cmin=low, cmax=high,
             colorbar=dict(thickness=10, len=0.8, title=dict(text="relative" if value_range is None else "value", side="right")),
@@ -260,11 +262,11 @@ def _heads(predictions: dict, target: int | None, bar_color: str, target_color: 
             )
         )  # fmt: skip
         x0 = i * (width + gap)
-        layout[f"xaxis{suffix}"] = dict(domain=[x0, x0 + width], range=[0, 1], tickformat=".0%", anchor=f"y{suffix}", fixedrange=True)
+        layout[f"xaxis{suffix}"] = dict(domain=[x0, x0 + width], range=[0, 1], tickformat=".0%", anchor=f"y{suffix}", fixedrange=True, showgrid=True, gridcolor="#e5e7eb")
         layout[f"yaxis{suffix}"] = dict(anchor=f"x{suffix}", automargin=True, fixedrange=True)
         annotations.append(dict(text=f"<b>{HEAD_TITLES[head]}</b>", x=x0 + width / 2, y=1.02, xref="paper", yref="paper", yanchor="bottom", showarrow=False))
     title = dict(text="Top predictions of the main head and of the two auxiliary classifiers", x=0.5, y=0.99, font=dict(size=13))
-    layout.update(title=title, annotations=annotations, height=280, margin=dict(l=8, r=8, t=60, b=28), font=_FONT, bargap=0.25, paper_bgcolor="white", plot_bgcolor="white")
+    layout.update(template="none", title=title, annotations=annotations, height=280, margin=dict(l=8, r=8, t=60, b=28), font=_FONT, bargap=0.25, paper_bgcolor="white", plot_bgcolor="white")
     return go.Figure(data=data, layout=layout)
 
 
@@ -283,6 +285,7 @@ def contributions_figure(exploration: Exploration) -> go.Figure:
         colorbar=dict(thickness=10, tickformat=".0%"),
     )  # fmt: skip
     layout = dict(
+        template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
         title=dict(text=f"Share of each module's evidence for “{exploration.target_name}” per branch (Σ grad × activation)", x=0.5, font=dict(size=13)),
         yaxis=dict(autorange="reversed", fixedrange=True), xaxis=dict(side="top", fixedrange=True),
         height=300, margin=dict(l=8, r=8, t=70, b=8), font=_FONT, paper_bgcolor="white",
@@ -310,6 +313,7 @@ def channels_figure(exploration: Exploration, branch: str, n: int = 16, colorsca
         x, y = grid.origin(i)
         grid.text(x + grid.side * 0.2, y + grid.side * 0.1, f"ch {channel}", 10, "white")
     layout = dict(
+        template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
         coloraxis=dict(colorscale=colorscale, cmin=0, cmax=1, showscale=False),
         title=dict(text=f"{branch} ({exploration.kernels[branch]}): top {n} of {act.shape[0]} channels, {act.shape[1]}×{act.shape[2]}", x=0.5, font=dict(size=13)),
         height=110 * rows + 50, margin=dict(l=4, r=4, t=36, b=4),
@@ -334,6 +338,7 @@ def attribution_figure(attribution: Attribution, image: np.ndarray, colorscale: 
     grid.heatmap(1, np.clip(_rounded(small, peak), -1, 1), attribution.method.label, opacity)
     extra = " + SmoothGrad" if attribution.noise_tunnel else ""
     layout = dict(
+        template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
         coloraxis=dict(colorscale=_DIVERGING if signed else colorscale, cmin=-1 if signed else 0, cmax=1, colorbar=dict(thickness=10, title=dict(text="relative", side="right"))),
         title=dict(text=f"{attribution.method.label}{extra} for “{attribution.target_name}” ({attribution.seconds:.1f} s)", x=0.5, font=dict(size=13)),
         height=340, margin=dict(l=4, r=4, t=40, b=4),
@@ -353,7 +358,8 @@ def ablation_figure(ablation: Ablation) -> go.Figure:
         for head in HEADS if head in ablation.baseline_probability
     ]  # fmt: skip
     layout = dict(
-        barmode="group", yaxis=dict(tickformat="+.0%", title="Δ probability", zeroline=True), height=320,
+        template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
+        barmode="group", yaxis=dict(tickformat="+.0%", title="Δ probability", zeroline=True, zerolinecolor="#6b7280", showgrid=True, gridcolor="#e5e7eb"), height=320,
         title=dict(text=f"Knock-out: change of p(“{ablation.target_name}”)", x=0.5, font=dict(size=13)),
         margin=dict(l=8, r=8, t=40, b=8), font=_FONT, legend=dict(orientation="h", y=-0.25), paper_bgcolor="white",
     )  # fmt: skip

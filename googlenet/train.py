@@ -382,10 +382,13 @@ class _Run:
 
     def _scheduler(self):
         c = self.config
-        if c.schedule == "onecycle":
+        total = c.epochs * self.steps_per_epoch
+        if c.schedule == "onecycle" and total >= 4:
+            # At least two steps per phase: OneCycleLR divides by the length of each phase.
+            warmup = min(max(c.warmup, 2 / total), 1 - 2 / total)
             return torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer, max_lr=c.lr, total_steps=c.epochs * self.steps_per_epoch,
-                pct_start=max(c.warmup, 1e-3), anneal_strategy=c.anneal, div_factor=25, final_div_factor=c.final_div,
+                self.optimizer, max_lr=c.lr, total_steps=total,
+                pct_start=warmup, anneal_strategy=c.anneal, div_factor=25, final_div_factor=c.final_div,
             )  # fmt: skip
         if c.schedule == "step":
             return torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.step_size, gamma=c.gamma)
@@ -397,7 +400,6 @@ class _Run:
         c = self.config
         start_epoch, start_batch = 0, 0
         if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
             _check_writable(self.out)
         if c.resume:
             start_epoch, start_batch = self._restore()
@@ -436,7 +438,7 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            if c.schedule == "onecycle":
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
                 self.scheduler.step()
             self.step += 1
             sums += parts.detach()
@@ -718,10 +720,11 @@ def _cpu_has_bf16() -> bool:
 def _check_writable(folder: Path) -> None:
     probe = folder / ".write-test"
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as error:
-        raise TrainingError(f"the run folder {folder} is not writable: {error}") from None
+        raise TrainingError(f"cannot write in the run folder {folder}: {error}; choose another --out or set GOOGLENET_RUNS") from None
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

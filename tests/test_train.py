@@ -276,3 +276,11 @@ def test_ddp_with_two_gloo_processes(cifar_dir, tmp_path):
     steps = [e for e in read_metrics(out) if isinstance(e, StepEvent)]
     assert [e.step for e in steps] == list(range(1, 5))  # 512 images / 64 per step / … one writer only
     assert all(e.images_per_s > 0 for e in steps)
+
+
+@pytest.mark.parametrize("images", [64, 128, 256, 512])
+def test_short_runs_have_a_valid_schedule(cifar, tmp_path, images):
+    """One epoch of one to eight steps: one-cycle needs room for its phases (a constant rate otherwise)."""
+    data = CIFAR10(cifar.train_images[:images], cifar.train_labels[:images], cifar.test_images[:64], cifar.test_labels[:64], cifar.classes, cifar.root)
+    end = Trainer(TrainConfig(out=str(tmp_path / f"short{images}"), epochs=1, batch_size=64, width=0.125), data=data).run()
+    assert end.status == "finished" and end.step == images // 64
