@@ -93,7 +93,7 @@ def training_figure(
         yaxis=dict(title="loss", type="log" if log_y else "linear", **_GRID),
         xaxis2=dict(domain=[0.68, 1], title="epoch", anchor="y2", **_GRID),
         yaxis2=dict(title="test accuracy", range=[0, 1], tickformat=".0%", anchor="x2", **_GRID),
-        height=360, margin=dict(l=8, r=8, t=30, b=8), legend=dict(orientation="h", y=-0.2),
+        height=380, margin=dict(l=60, r=12, t=30, b=40), legend=dict(orientation="h", y=-0.22),
         paper_bgcolor="white", plot_bgcolor="#fafafa", uirevision="curves",
     )  # fmt: skip
     if not data:

@@ -422,20 +422,20 @@ def specialization_figure(index: ExampleIndex) -> go.Figure:
     x = [m[9:] for m in INCEPTION_MODULES]
     data = [
         dict(type="heatmap", z=np.round(selectivity, 3), x=x, y=list(BRANCHES), colorscale="Viridis", zmin=0, zmax=1, texttemplate="%{z:.2f}",
-             colorbar=dict(x=0.46, thickness=8), hovertemplate="inception%{x} %{y}<br>mean selectivity %{z:.3f}<extra></extra>"),
+             colorbar=dict(x=0.455, thickness=8, len=0.9), hovertemplate="inception%{x} %{y}<br>mean selectivity %{z:.3f}<extra></extra>"),
         dict(type="heatmap", z=np.round(energy, 3), x=x, y=list(BRANCHES), xaxis="x2", yaxis="y2", colorscale="Blues", zmin=0, zmax=1,
-             texttemplate="%{z:.0%}", colorbar=dict(thickness=8), hovertemplate="inception%{x} %{y}<br>share of output energy %{z:.1%}<extra></extra>"),
+             texttemplate="%{z:.0%}", colorbar=dict(x=1.0, thickness=8, len=0.9), hovertemplate="inception%{x} %{y}<br>share of output energy %{z:.1%}<extra></extra>"),
     ]  # fmt: skip
     layout = dict(
         template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
-        xaxis=dict(domain=[0, 0.44], side="top"), yaxis=dict(autorange="reversed"),
-        xaxis2=dict(domain=[0.54, 1], side="top", anchor="y2"), yaxis2=dict(autorange="reversed", anchor="x2"),
+        xaxis=dict(domain=[0.07, 0.43]), yaxis=dict(autorange="reversed"),
+        xaxis2=dict(domain=[0.58, 0.975], anchor="y2"), yaxis2=dict(autorange="reversed", anchor="x2", showticklabels=False),
         annotations=[
-            dict(text="<b>class selectivity</b> (mean over channels)", x=0.22, y=-0.12, xref="paper", yref="paper", showarrow=False),
-            dict(text="<b>share of the module's output energy</b> Σ A²", x=0.77, y=-0.12, xref="paper", yref="paper", showarrow=False),
+            dict(text="<b>class selectivity</b> (mean)", x=0.25, y=1.02, xref="paper", yref="paper", yanchor="bottom", showarrow=False),
+            dict(text="<b>share of output energy</b> Σ A²", x=0.78, y=1.02, xref="paper", yref="paper", yanchor="bottom", showarrow=False),
         ],
-        title=dict(text=f"Branch specialization over the reference set (classes from {index.labels_from})", x=0.5, font=dict(size=13)),
-        height=300, margin=dict(l=8, r=8, t=70, b=40), paper_bgcolor="white",
+        title=dict(text=f"Branch specialization over the reference set (classes from {index.labels_from})", x=0.5, y=0.98, font=dict(size=13)),
+        height=300, margin=dict(l=70, r=30, t=70, b=30), paper_bgcolor="white",
     )  # fmt: skip
     return go.Figure(data=data, layout=layout)
 

@@ -596,7 +596,7 @@ class _Run:
                 + (f"The newest complete checkpoint is still {self.last_checkpoint}." if self.last_checkpoint else "")
             ) from None
         self._prune(state_name)
-        return self.out / "last.safetensors"
+        return target
 
     def _summary(self, epoch: int, batch: int, state_name: str) -> dict[str, Any]:
         c = self.config
