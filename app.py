@@ -23,6 +23,7 @@ from explain.architecture import architecture_figure
 from explain.curves import training_figure
 from explain.figures import COLORSCALES, MAP_KINDS, ablation_figure, atlas_figure, attribution_figure, channels_figure, contributions_figure, heads_figure, map_range
 from explain.hub import ModelHub
+from explain.images import load_image
 from googlenet.data import DataError, download_cifar10
 from googlenet.jobs import JobBusy, TrainingJob
 from googlenet.model import BRANCH_NAMES, INCEPTION_MODULES, GoogLeNet
@@ -186,9 +187,9 @@ def attribute_view(image, model, target, method_label, noise_tunnel, colorscale,
     method = next((m for m in Method if m.label == method_label), None) or Method(method_label)
     explorer = HUB.explorer(model)
     target = None if target in (None, "", TOP_CLASS) else target
-    result = explorer.attribute(image_input(image), method, target, bool(noise_tunnel), progress=lambda f, msg: progress(f, desc=msg))
-    x, shown = explorer.prepare(image_input(image))
-    return attribution_figure(result, shown, colorscale, opacity)
+    picture = load_image(image_input(image))  # decoded once, for the attribution and the overlay
+    result = explorer.attribute(picture, method, target, bool(noise_tunnel), progress=lambda f, msg: progress(f, desc=msg))
+    return attribution_figure(result, explorer.prepare(picture)[1], colorscale, opacity)
 
 
 @user_errors
@@ -320,8 +321,9 @@ def train_status() -> dict:
     }  # fmt: skip
 
 
-def train_poll(smoothing, log_y, seen):
-    """Timer tick: re-draw only when something happened; refresh the model list when a run ends."""
+def train_poll(smoothing, log_y, seen, model):
+    """Timer tick: re-draw only when something happened; refresh the model list when a run ends
+    (keeping each user's pick: the job is shared by every open page)."""
     status = JOB.status()
     key = (status.version, status.state, round(float(smoothing), 2), bool(log_y))
     if seen == key:
@@ -330,7 +332,7 @@ def train_poll(smoothing, log_y, seen):
     epochs = [e.__dict__ for e in status.events if isinstance(e, EpochEvent)]
     figure = training_figure(steps, epochs, float(smoothing), bool(log_y))
     ended = not status.running and status.state in ("finished", "stopped", "diverged", "failed")
-    refresh = model_choices_update(None) if ended and (seen is None or seen[1] != status.state) else gr.skip()
+    refresh = model_choices_update(model) if ended and (seen is None or seen[1] != status.state) else gr.skip()
     picture = JOB.probe_image(epochs[-1]["probe"].get("index", 0)) if epochs and epochs[-1].get("probe") else None
     return figure, status_text(status), log_text(status.events), probe_text(epochs), key, refresh, picture if picture is not None else gr.skip()
 
@@ -428,7 +430,7 @@ def build() -> gr.Blocks:
                         contributions = gr.Plot(show_label=False, label="Contribution per branch", elem_id="contributions-plot")
                         channels = gr.Plot(show_label=False, label="Channels of the open branch", elem_id="channels-plot")
                         with gr.Accordion("Microscope: what do these channels look for?", open=False):
-                            gr.Markdown("Feature visualization (activation maximisation, Olah et al. 2017) of the open branch's most active channels, each followed by the dataset images that excite it most; a gallery per module; and how the four branches specialise. The first call indexes the reference set (seconds on CPU, then cached beside the checkpoint).")
+                            gr.Markdown("Feature visualization (activation maximisation, Olah et al. 2017) of the open branch's most active channels, each followed by the dataset images that excite it most; a gallery per module; and how the four branches specialise. The first call indexes the reference set (seconds on CPU, then cached in the runs folder).")
                             with gr.Row():
                                 scope_branch = gr.Button("Open branch: top channels")
                                 scope_module = gr.Dropdown(list(INCEPTION_MODULES), value="inception4c", label="Module", scale=1)
@@ -530,7 +532,7 @@ def build() -> gr.Blocks:
         download.click(train_download, data, train_message, api_name="download_cifar10")
         train_json = gr.JSON(visible=False)
         gr.Button(visible=False).click(train_status, None, train_json, api_name="train_status", queue=False)
-        timer.tick(train_poll, [smoothing, log_y, seen], [curves, status, train_log, probe, seen, model, probe_picture], api_visibility="private", show_progress="hidden", queue=False)
+        timer.tick(train_poll, [smoothing, log_y, seen, model], [curves, status, train_log, probe, seen, model, probe_picture], api_visibility="private", show_progress="hidden", queue=False)
     return demo
 
 

@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,8 @@ from torch import Tensor
 
 from googlenet.model import BRANCH_NAMES, BRANCHES, INCEPTION_MODULES
 from googlenet.weights import Loaded, atomic_write, runs_dir
+
+from .attributions import private_copy
 
 __all__ = [
     "FourierImage",
@@ -246,8 +248,20 @@ def selectivity_index(class_means: Tensor) -> Tensor:
     return torch.where(top + rest > 0, (top - rest) / (top + rest), torch.zeros_like(top))
 
 
+def _weights_id(loaded: Loaded) -> str:
+    """The weights' identity for the cache: a checkpoint's content hash (the same file anywhere,
+    under any name), else the source and name (imagenet, random)."""
+    if loaded.path is None or not loaded.path.is_file():
+        return loaded.key
+    digest = hashlib.sha1()
+    with open(loaded.path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _fingerprint(loaded: Loaded, images: Tensor) -> str:
-    digest = hashlib.sha1(loaded.key.encode())
+    digest = hashlib.sha1(_weights_id(loaded).encode())
     digest.update(str(tuple(images.shape)).encode())
     digest.update(images[:: max(1, len(images) // 64)].contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -332,18 +346,10 @@ def build_index(
     )  # fmt: skip
 
 
-def _cache_path(loaded: Loaded) -> Path:
-    """Beside the checkpoint when there is one; else in the runs folder."""
-    if loaded.path is not None and loaded.path.is_file() and _writable(loaded.path.parent):
-        return loaded.path.with_name(loaded.path.stem + ".examples.safetensors")
-    safe = hashlib.sha1(loaded.key.encode()).hexdigest()[:16]
-    return runs_dir() / ".microscope" / f"{loaded.source}-{safe}.examples.safetensors"
-
-
-def _writable(folder: Path) -> bool:
-    import os
-
-    return os.access(folder, os.W_OK)
+def _cache_path(fingerprint: str) -> Path:
+    """In the runs folder, never beside a checkpoint: the folders users pick models from hold
+    checkpoints only, and nothing is written outside the runs and data folders."""
+    return runs_dir() / ".microscope" / f"{fingerprint[:20]}.examples.safetensors"
 
 
 def save_index(index: ExampleIndex, path: Path) -> Path:
@@ -381,8 +387,8 @@ def load_or_build_index(loaded: Loaded, images: Tensor, labels: Tensor | None = 
 
     Returns ``(index, from_cache)``.
     """
-    path = _cache_path(loaded)
     fingerprint = _fingerprint(loaded, images)
+    path = _cache_path(fingerprint)
     if path.is_file():
         try:
             index = read_index(path)
@@ -398,7 +404,7 @@ def load_or_build_index(loaded: Loaded, images: Tensor, labels: Tensor | None = 
     return index, False
 
 
-def crops(index: ExampleIndex, images: Tensor, branch: str, channel: int, input_size: int, count: int = 6) -> list[np.ndarray]:
+def crops(index: ExampleIndex, images: Tensor, branch: str, channel: int, count: int = 6) -> list[np.ndarray]:
     """The top images of ``channel`` (numbered within ``branch``), cropped around the peak."""
     module = branch.split(".")[0]
     c = index.slices[branch].start + channel
@@ -501,7 +507,8 @@ class Microscope:
     """
 
     def __init__(self, loaded: Loaded, data_dir: str | Path, viz_size: int | None = None, steps: int = 128) -> None:
-        self.loaded = loaded
+        # its own copy of the model: the forward hooks below must not meet other threads' passes
+        self.loaded = replace(loaded, model=private_copy(loaded.model))
         self.data_dir = Path(data_dir)
         self.viz_size = viz_size or (64 if loaded.input_size <= 64 else 128)
         self.steps = steps
@@ -540,7 +547,7 @@ class Microscope:
         pictures = self.visualizations(branch, channels, (lambda f, m: progress(0.3 + 0.7 * f, m)) if progress else None, stop)
         rows = []
         for channel, picture in zip(channels, pictures):
-            examples = crops(index, images, branch, channel, self.loaded.input_size, count=5)
+            examples = crops(index, images, branch, channel, count=5)
             rows.append((f"ch {channel}", [picture, *examples]))
         figure = gallery_figure(rows)
         figure.update_layout(title=dict(text=f"{branch}: feature visualization, then top examples from {description}", x=0.5, font=dict(size=13)))

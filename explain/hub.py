@@ -7,6 +7,7 @@ server open an arbitrary path.
 
 from __future__ import annotations
 
+import filecmp
 import os
 import re
 import shutil
@@ -21,8 +22,8 @@ from googlenet.weights import (
     BUNDLED_MODEL,
     CheckpointError,
     Loaded,
-    MAX_CHECKPOINT_BYTES,
     WeightsUnavailable,
+    atomic_write,
     find_checkpoints,
     load_model,
     pick_device,
@@ -47,7 +48,8 @@ class ModelHub:
         self.preferred: str | None = None  # set by the operator (app.py --weights), never by clients
         self._operator_file: Path | None = None
         self._explorers: OrderedDict[str, Explorer] = OrderedDict()
-        self._microscopes: dict[int, object] = {}
+        self._microscopes: dict[str, object] = {}  # keyed like _explorers, dropped with them
+        self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._imagenet_checked: tuple[float, bool] = (0.0, False)
 
@@ -111,23 +113,31 @@ class ModelHub:
 
     def explorer(self, choice: str | None) -> Explorer:
         """The Explorer for ``choice`` (loaded once, then cached); ValueError for unknown choices."""
+        return self._entry(choice)[1]
+
+    def _entry(self, choice: str | None) -> tuple[str, Explorer]:
         choice = choice or self.default()
         source = self.resolve(choice)
         key = f"{choice}:{_stamp(source)}"
         with self._lock:
-            if key in self._explorers:
-                self._explorers.move_to_end(key)
-                return self._explorers[key]
-        try:
-            loaded = load_model(source, device=self.device)
-        except WeightsUnavailable as error:
-            raise ValueError(f"the ImageNet weights cannot be loaded right now: {error}") from None
-        explorer = Explorer(loaded, cache_size=8)
-        with self._lock:
-            self._explorers[key] = explorer
-            while len(self._explorers) > self.max_models:
-                self._explorers.popitem(last=False)
-        return explorer
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # concurrent first requests for one model load it once
+            with self._lock:
+                if key in self._explorers:
+                    self._explorers.move_to_end(key)
+                    return key, self._explorers[key]
+            try:
+                loaded = load_model(source, device=self.device)
+            except WeightsUnavailable as error:
+                raise ValueError(f"the ImageNet weights cannot be loaded right now: {error}") from None
+            explorer = Explorer(loaded, cache_size=8)
+            with self._lock:
+                self._explorers[key] = explorer
+                while len(self._explorers) > self.max_models:
+                    gone, _ = self._explorers.popitem(last=False)
+                    self._loading.pop(gone, None)
+                    self._microscopes.pop(gone, None)
+            return key, explorer
 
     def loaded(self, choice: str | None) -> Loaded:
         return self.explorer(choice).loaded
@@ -136,13 +146,11 @@ class ModelHub:
         """The :class:`~explain.featureviz.Microscope` of a choice (kept while its model is cached)."""
         from .featureviz import Microscope
 
-        explorer = self.explorer(choice)
+        key, explorer = self._entry(choice)
         with self._lock:
-            live = {id(e) for e in self._explorers.values()}
-            self._microscopes = {k: v for k, v in self._microscopes.items() if k in live}
-            if id(explorer) not in self._microscopes:
-                self._microscopes[id(explorer)] = Microscope(explorer.loaded, data_dir)
-            return self._microscopes[id(explorer)]
+            if key not in self._microscopes:
+                self._microscopes[key] = Microscope(explorer.loaded, data_dir)
+            return self._microscopes[key]
 
     def resolve(self, choice: str) -> str | Path:
         """The ``load_model`` source for a choice; refuses anything outside the runs folder."""
@@ -166,19 +174,17 @@ class ModelHub:
         size = path.stat().st_size
         if size > UPLOAD_LIMIT_BYTES:
             raise CheckpointError(f"{name or path.name}: {size / 2**20:.0f} MB is over the {UPLOAD_LIMIT_BYTES >> 20} MB upload limit")
-        if size > MAX_CHECKPOINT_BYTES:
-            raise CheckpointError(f"{name or path.name} is too large")
-        read_meta(path)  # header and metadata only; raises CheckpointError with the reason
-        stem = _SAFE_NAME.sub("-", Path(name or path.name).stem).strip("-.") or "upload"
+        read_meta(path)  # header and metadata first: cheap, and raises CheckpointError with the reason
+        load_model(path, device="cpu")  # then tensors and shapes, before anything is kept
+        stem = _SAFE_NAME.sub("-", Path(name or path.name).stem).strip("-.")[:60] or "upload"
         target_dir = runs_dir() / "uploads"
         target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / f"{stem[:60]}.safetensors"
-        shutil.copyfile(path, target)
-        try:
-            self.explorer("runs:" + target.relative_to(runs_dir()).as_posix())  # full load: tensors and shapes
-        except (CheckpointError, ValueError):
-            target.unlink(missing_ok=True)
-            raise
+        target, n = target_dir / f"{stem}.safetensors", 1
+        while target.exists() and not filecmp.cmp(target, path, shallow=False):  # never overwrite
+            n += 1
+            target = target_dir / f"{stem}-{n}.safetensors"
+        if not target.exists():
+            atomic_write(target, lambda tmp: shutil.copyfile(path, tmp))
         return "runs:" + target.relative_to(runs_dir()).as_posix()
 
 

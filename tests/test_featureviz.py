@@ -1,4 +1,6 @@
+import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,7 +8,7 @@ import torch
 
 from explain.featureviz import Cancelled, FourierImage, build_index, crops, load_or_build_index, selectivity_index, specialization_figure, visualize
 from googlenet.model import GoogLeNet
-from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, load_model, save_checkpoint
+from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, load_model, runs_dir, save_checkpoint
 from tests.conftest import randomize_bn
 
 META = CheckpointMeta(CIFAR10_CLASSES, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 32)
@@ -15,7 +17,7 @@ META = CheckpointMeta(CIFAR10_CLASSES, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 3
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, cifar):
     """The bundled trained model (random weights respond to everything alike); a briefly trained
-    narrow one when the bundled file is absent. Copied, so caches are written beside the copy."""
+    narrow one when the bundled file is absent. Copied, so the test may overwrite it."""
     from googlenet.data import CIFAR10
     from googlenet.train import TrainConfig, Trainer
     from googlenet.weights import BUNDLED_MODEL
@@ -115,7 +117,7 @@ def test_index_equals_brute_force(loaded, cifar):
             assert index.top_positions[module][channel][0] == int(flat[best, channel].argmax())
             assert torch.allclose(index.top_values[module][channel], peaks.topk(3).values)
     assert abs(sum(index.energy[f"inception4c.branch{i}"] for i in range(1, 5)) - 1) < 1e-5
-    pictures = crops(index, images, "inception4c.branch1", 0, 32, count=3)
+    pictures = crops(index, images, "inception4c.branch1", 0, count=3)
     assert len(pictures) == 3 and all(p.shape[2] == 3 for p in pictures)
     figure = specialization_figure(index)
     assert np.asarray(figure.data[0].z).shape == (4, 9)
@@ -137,9 +139,13 @@ def test_selectivity_index_on_a_known_case():
 def test_index_cache_is_reused_and_invalidated_when_the_checkpoint_changes(checkpoint, cifar):
     images, labels = cifar.test_images[:24], cifar.test_labels[:24]
     first, cached = load_or_build_index(load_model(checkpoint), images, labels)
-    assert not cached and checkpoint.with_name("model.examples.safetensors").is_file()
+    assert not cached and not list(checkpoint.parent.glob("*.examples.safetensors"))  # nothing beside it
+    assert len(list((runs_dir() / ".microscope").glob("*.examples.safetensors"))) >= 1
     again, cached = load_or_build_index(load_model(checkpoint), images, labels)
     assert cached and torch.equal(again.top_images["inception4a"], first.top_images["inception4a"])
+    renamed = shutil.copy(checkpoint, checkpoint.with_name("renamed.safetensors"))  # same weights
+    assert load_or_build_index(load_model(renamed), images, labels)[1]
+    Path(renamed).unlink()
     torch.manual_seed(99)
     save_checkpoint(checkpoint, randomize_bn(GoogLeNet(num_classes=10, stem="cifar", width=0.125), seed=5), META)
     changed, cached = load_or_build_index(load_model(checkpoint), images, labels)

@@ -31,6 +31,11 @@ def test_uploads_are_checked_copied_and_offered(tmp_path):
     choice = hub.add_upload(good, "../../my model!.safetensors")
     assert choice == "runs:uploads/my-model.safetensors"
     assert (runs_dir() / "uploads" / "my-model.safetensors").is_file()
+    assert hub.add_upload(good, "my model!.safetensors") == choice  # the same file again: kept once
+    torch.manual_seed(1)
+    other = save_checkpoint(tmp_path / "other.safetensors", GoogLeNet(num_classes=10, stem="cifar", width=0.125), META)
+    assert hub.add_upload(other, "my model!.safetensors") == "runs:uploads/my-model-2.safetensors"  # never overwritten
+    assert sorted(p.name for p in (runs_dir() / "uploads").iterdir()) == ["my-model-2.safetensors", "my-model.safetensors"]
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x80\x04not really")
     with pytest.raises(CheckpointError, match="pickle"):
@@ -53,3 +58,17 @@ def test_operator_can_pin_a_file_and_clients_cannot(tmp_path):
         other.resolve("file")
     with pytest.raises(FileNotFoundError):
         other.prefer(str(tmp_path / "nope.safetensors"))
+
+
+def test_microscope_owns_its_model_and_leaves_with_it(tmp_path):
+    for name in "abcd":
+        tiny(runs_dir() / name / "last.safetensors")
+    hub = ModelHub(max_models=2)
+    scope = hub.microscope("runs:a/last.safetensors", tmp_path)
+    assert hub.microscope("runs:a/last.safetensors", tmp_path) is scope
+    # its hooks never meet the passes that classify and explore run on the shared model
+    assert scope.loaded.model is not hub.loaded("runs:a/last.safetensors").model
+    for name in "bcd":
+        hub.explorer(f"runs:{name}/last.safetensors")
+    assert len(hub._microscopes) == 0  # evicted with its model
+    assert hub.microscope("runs:a/last.safetensors", tmp_path) is not scope
