@@ -54,7 +54,8 @@ class TrainingJob:
     """Start, stop and watch the one training run of this process."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the state below
+        self._starting = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._events: list[Event] = []
@@ -70,25 +71,26 @@ class TrainingJob:
 
     def start(self, config: TrainConfig) -> None:
         """Start ``config`` in the background; raises JobBusy, DataError or ValueError at once."""
-        with self._lock:
+        with self._starting:  # one start at a time; status() does not wait while data is read
             if self.running:
                 raise JobBusy(f"a training run is already in progress ({self._out.name if self._out else 'starting'}); stop it first")
             data = self._data(config.data)  # read before starting so a bad folder errors right away
-            self._stop = threading.Event()
-            self._events = []
-            self._state, self._message = "starting", "reading data and building the model"
-            self._out = None
-            self._started = time.time()
             trainer = Trainer(config, data=data)
-            self._thread = threading.Thread(target=self._run, args=(trainer,), name="googlenet-training", daemon=True)
-            self._thread.start()
+            with self._lock:
+                self._stop = threading.Event()
+                self._events = []
+                self._state, self._message = "starting", "reading data and building the model"
+                self._out = None
+                self._started = time.time()
+                self._thread = threading.Thread(target=self._run, args=(trainer,), name="googlenet-training", daemon=True)
+                self._thread.start()
 
     def stop(self) -> bool:
         """Ask the run to stop after its current step (it then saves a checkpoint)."""
-        if not self.running:
-            return False
-        self._stop.set()
         with self._lock:
+            if not self.running or self._state not in ("starting", "running", "stopping"):
+                return False
+            self._stop.set()
             self._state = "stopping"
             self._message = "stopping after the current step; a checkpoint will be saved"
         return True

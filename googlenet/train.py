@@ -297,6 +297,31 @@ class Trainer:
         return run.train()
 
 
+# What a resumed session may set anew; everything else continues as the run was configured.
+_SESSION_FIELDS = ("data", "out", "resume", "device", "max_steps", "log_every")
+
+
+def _resumed_config(given: TrainConfig, saved: TrainConfig, out: Path) -> TrainConfig:
+    """The saved config, with this session's device, step limit, logging and data folder.
+
+    A setting given anew that differs from the saved one is refused rather than ignored; a step
+    limit applies to this session only (resuming a run cut by ``max_steps`` runs it to the end).
+    """
+    default = TrainConfig(preset=given.preset)  # what `given` holds where nothing was set
+    changed = [
+        f"{f.name} ({getattr(saved, f.name)!r} saved, {getattr(given, f.name)!r} given)"
+        for f in fields(TrainConfig)
+        if f.name not in _SESSION_FIELDS
+        and getattr(given, f.name) not in (f.default if f.name == "preset" else getattr(default, f.name), getattr(saved, f.name))
+    ]
+    if changed:
+        raise ValueError(f"--resume continues {out} with its saved settings; these cannot change: {'; '.join(changed)}")
+    overrides = {k: getattr(given, k) for k in ("device", "log_every") if getattr(given, k) is not None}
+    if given.data != TrainConfig.data:  # a data folder given for the resume wins over the saved one
+        overrides["data"] = given.data
+    return replace(saved, **overrides, max_steps=given.max_steps, resume=True)
+
+
 def _distributed_env() -> tuple[int, int, int]:
     return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
 
@@ -308,11 +333,7 @@ class _Run:
         self.device, self.rank, self.world, self.stop = device, rank, world, stop
         self.out = self._out_dir(config)
         if config.resume:
-            saved = json.loads((self.out / "config.json").read_text())
-            overrides = {k: getattr(config, k) for k in ("device", "max_steps", "log_every") if getattr(config, k) is not None}
-            if config.data != TrainConfig.data:  # a data folder given for the resume wins over the saved one
-                overrides["data"] = config.data
-            config = replace(TrainConfig.from_dict(saved), **overrides, resume=True)
+            config = _resumed_config(config, TrainConfig.from_dict(json.loads((self.out / "config.json").read_text())), self.out)
         if config.width is None:
             config = replace(config, width=1.0 if device.type == "cuda" else 0.25)
         self.config = config
@@ -415,6 +436,8 @@ class _Run:
         )  # fmt: skip
         self.session_start, self.session_step = time.perf_counter(), self.step
         try:
+            if c.max_steps is not None and self.step >= c.max_steps:
+                return self._end("finished", f"already at step {self.step}, max_steps={c.max_steps}", self.last_checkpoint)
             for epoch in range(start_epoch, c.epochs):
                 status = self._train_epoch(epoch, start_batch)
                 start_batch = 0
@@ -446,7 +469,8 @@ class _Run:
             interval_images += x.shape[0] * self.world
             done = batch + 1 == self.steps_per_epoch
             at_limit = c.max_steps is not None and self.step >= c.max_steps
-            if self.step % self.log_every == 0 or done or at_limit:
+            logged = self.step % self.log_every == 0 or done or at_limit
+            if logged:
                 means = (sums / count).tolist()  # the one host sync per log interval
                 if not all(math.isfinite(v) for v in means):
                     return self._diverged(means[0])
@@ -455,7 +479,7 @@ class _Run:
                 self.emit(self._step_event(epoch, batch, means, rate, lr))
                 sums.zero_()
                 count, interval_start, interval_images = 0, now, 0
-            if self._should_stop():
+            if (logged or self.world == 1) and self._should_stop():  # DDP: one all-reduce per log interval
                 path = self._checkpoint(epoch, batch + 1)
                 return self._end("stopped", f"stopped at step {self.step}; checkpoint saved", path)
             if at_limit:

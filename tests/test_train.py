@@ -284,3 +284,15 @@ def test_short_runs_have_a_valid_schedule(cifar, tmp_path, images):
     data = CIFAR10(cifar.train_images[:images], cifar.train_labels[:images], cifar.test_images[:64], cifar.test_labels[:64], cifar.classes, cifar.root)
     end = Trainer(TrainConfig(out=str(tmp_path / f"short{images}"), epochs=1, batch_size=64, width=0.125), data=data).run()
     assert end.status == "finished" and end.step == images // 64
+
+
+def test_resume_refuses_changed_settings_and_lifts_the_step_limit(small, tmp_path):
+    first = Trainer(tiny(tmp_path / "cut", max_steps=3), data=small).run()
+    assert first.status == "finished" and first.step == 3
+    with pytest.raises(ValueError, match=r"cannot change: lr \(0\.05 saved, 0\.5 given\)"):
+        Trainer(tiny(tmp_path / "cut", resume=True, lr=0.5), data=small).run()
+    again = Trainer(tiny(tmp_path / "cut", resume=True, max_steps=3), data=small).run()
+    assert again.status == "finished" and again.step == 3  # already there: not one step more
+    # the limit was the first session's: the resumed one runs to the end of the schedule
+    end = Trainer(TrainConfig(out=str(tmp_path / "cut"), resume=True), data=small).run()
+    assert end.status == "finished" and end.step == 16
