@@ -32,7 +32,6 @@ __all__ = [
     "attribution_figure",
     "ablation_figure",
     "map_range",
-    "image_uri",
 ]
 
 MAP_KINDS = {
@@ -67,14 +66,6 @@ def map_range(explorations: Sequence[Exploration], kind: str = "cam") -> tuple[f
         bound = max(abs(low), abs(high)) or 1.0
         return -bound, bound
     return (0.0 if kind == "cam" else low), (high or 1.0)
-
-
-def image_uri(image: np.ndarray, max_side: int = 112) -> tuple[str, int]:
-    """A small JPEG data URI of a square H×W×3 uint8 picture, and its side in pixels."""
-    picture = Image.fromarray(image)
-    if max(picture.size) > max_side:
-        picture.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    return _jpeg_uri(picture), picture.width
 
 
 def _jpeg_uri(picture: Image.Image) -> str:

@@ -134,13 +134,17 @@ def _train(args) -> int:
     return 0
 
 
+def _print_heads(result) -> None:
+    for head, acc in result.accuracy.items():
+        if acc is not None:
+            print(f"accuracy_{head}={acc:.4f}")
+
+
 def _eval(args) -> int:
     from .evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, args.data, device=args.device)
-    for head, acc in result.accuracy.items():
-        if acc is not None:
-            print(f"accuracy_{head}={acc:.4f}")
+    _print_heads(result)
     print(f"images={result.images}")
     print(f"accuracy={result.accuracy['main']:.4f}")
     return 0
@@ -154,14 +158,9 @@ def _export(args) -> int:
     model, meta = read_checkpoint(args.checkpoint)
     out = save_checkpoint(args.out, model, meta, dtype=None if args.fp32 else torch.float16)
     result = evaluate_checkpoint(out, args.data)
-    command = str(meta.training.get("command", ""))
-    if "googlenet/__main__.py" in command:  # recorded by an older trainer as a file path
-        command = "python -m googlenet" + command.split("__main__.py", 1)[1]
-    training = {**meta.training, "command": command, "accuracy": result.accuracy, "exported_from": str(args.checkpoint), "dtype": "float32" if args.fp32 else "float16"}
+    training = {**meta.training, "accuracy": result.accuracy, "exported_from": str(args.checkpoint), "dtype": "float32" if args.fp32 else "float16"}
     save_checkpoint(out, model, replace(meta, training=training), dtype=None if args.fp32 else torch.float16)
-    for head, acc in result.accuracy.items():
-        if acc is not None:
-            print(f"accuracy_{head}={acc:.4f}")
+    _print_heads(result)
     print(f"bytes={out.stat().st_size}")
     print(f"accuracy={result.accuracy['main']:.4f}")
     return 0
