@@ -430,7 +430,7 @@ def build() -> gr.Blocks:
                         contributions = gr.Plot(show_label=False, label="Contribution per branch", elem_id="contributions-plot")
                         channels = gr.Plot(show_label=False, label="Channels of the open branch", elem_id="channels-plot")
                         with gr.Accordion("Microscope: what do these channels look for?", open=False):
-                            gr.Markdown("Feature visualization (activation maximisation, Olah et al. 2017) of the open branch's most active channels, each followed by the dataset images that excite it most; a gallery per module; and how the four branches specialise. The first call indexes the reference set (seconds on CPU, then cached in the runs folder).")
+                            gr.Markdown("Feature visualization (activation maximisation, Olah et al. 2017) of the open branch's most active channels, each followed by the dataset images that excite it most; a gallery per module; and how the four branches specialise. The first call indexes the reference set (seconds on CPU, then cached beside the checkpoint).")
                             with gr.Row():
                                 scope_branch = gr.Button("Open branch: top channels")
                                 scope_module = gr.Dropdown(list(INCEPTION_MODULES), value="inception4c", label="Module", scale=1)

@@ -37,7 +37,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from googlenet.model import BRANCH_NAMES, BRANCHES, INCEPTION_MODULES
-from googlenet.weights import Loaded, atomic_write, runs_dir
+from googlenet.weights import INDEX_SUFFIX, Loaded, atomic_write, runs_dir
 
 from .attributions import private_copy
 
@@ -346,10 +346,13 @@ def build_index(
     )  # fmt: skip
 
 
-def _cache_path(fingerprint: str) -> Path:
-    """In the runs folder, never beside a checkpoint: the folders users pick models from hold
-    checkpoints only, and nothing is written outside the runs and data folders."""
-    return runs_dir() / ".microscope" / f"{fingerprint[:20]}.examples.safetensors"
+def _cache_path(loaded: Loaded, fingerprint: str) -> Path:
+    """Beside the checkpoint when it is in the runs folder; else in ``runs/.microscope/``, so
+    nothing is written outside the runs folder (the bundled model, an operator's file)."""
+    root = runs_dir().resolve()
+    if loaded.path is not None and loaded.path.resolve().is_relative_to(root):
+        return loaded.path.with_name(loaded.path.stem + INDEX_SUFFIX)
+    return root / ".microscope" / f"{fingerprint[:20]}{INDEX_SUFFIX}"
 
 
 def save_index(index: ExampleIndex, path: Path) -> Path:
@@ -388,7 +391,7 @@ def load_or_build_index(loaded: Loaded, images: Tensor, labels: Tensor | None = 
     Returns ``(index, from_cache)``.
     """
     fingerprint = _fingerprint(loaded, images)
-    path = _cache_path(fingerprint)
+    path = _cache_path(loaded, fingerprint)
     if path.is_file():
         try:
             index = read_index(path)

@@ -32,8 +32,10 @@ from .weights import (
     CIFAR10_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    INDEX_SUFFIX,
     CheckpointMeta,
     atomic_write,
+    is_checkpoint_name,
     pick_device,
     read_checkpoint,
     runs_dir,
@@ -702,9 +704,10 @@ class _Run:
         for old in self.out.glob("state-*.safetensors"):
             if old.name != current_state:
                 old.unlink(missing_ok=True)
-        epochs = sorted(self.out.glob("epoch-*.safetensors"))
+        epochs = sorted(p for p in self.out.glob("epoch-*.safetensors") if is_checkpoint_name(p.name))
         for old in epochs[1 : max(1, len(epochs) - self.config.keep_checkpoints)]:
             old.unlink(missing_ok=True)
+            old.with_name(old.stem + INDEX_SUFFIX).unlink(missing_ok=True)  # its microscope cache
 
 
 def _command_line() -> str:

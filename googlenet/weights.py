@@ -34,6 +34,8 @@ __all__ = [
     "read_checkpoint",
     "read_meta",
     "find_checkpoints",
+    "is_checkpoint_name",
+    "INDEX_SUFFIX",
     "prepare_for_inference",
     "pick_device",
     "runs_dir",
@@ -55,6 +57,7 @@ CIFAR10_CLASSES = (
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "googlenet-cifar10-small.safetensors"
 CHECKPOINT_FORMAT = "googlenet-explorer/1"
+INDEX_SUFFIX = ".examples.safetensors"  # the microscope's cache beside a checkpoint
 MAX_CHECKPOINT_BYTES = 1 << 30  # a full-width GoogLeNet is 52 MB in fp32; nothing real is near 1 GiB
 _META_KEYS = ("config", "classes", "mean", "std", "input_size")
 
@@ -330,18 +333,21 @@ def _sniff(path: Path) -> None:
         raise CheckpointError(f"{path.name}: truncated: its tensors need {8 + header_len + end:,} bytes, the file has {size:,}")
 
 
-def find_checkpoints(root: str | os.PathLike | None = None) -> list[Path]:
-    """Checkpoints under the runs folder (``root/NAME/*.safetensors``), newest first.
+def is_checkpoint_name(name: str) -> bool:
+    """Temporary files of a write in progress, optimizer-state files and the microscope's
+    dataset-example indexes (``*.examples.safetensors``) share the suffix but are not checkpoints."""
+    return name.endswith(".safetensors") and not name.startswith((".", "state-")) and not name.endswith(INDEX_SUFFIX)
 
-    Temporary files of a write in progress and optimizer-state files are not checkpoints.
-    """
+
+def find_checkpoints(root: str | os.PathLike | None = None) -> list[Path]:
+    """Checkpoints under the runs folder (``root/NAME/*.safetensors``), newest first."""
     root = Path(root) if root is not None else runs_dir()
     if not root.is_dir():
         return []
     found = [
         p
         for p in root.glob("*/*.safetensors")
-        if p.is_file() and not p.name.startswith(".") and not p.name.startswith("state-")
+        if p.is_file() and is_checkpoint_name(p.name)
     ]
     return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
 

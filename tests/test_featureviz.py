@@ -8,7 +8,7 @@ import torch
 
 from explain.featureviz import Cancelled, FourierImage, build_index, crops, load_or_build_index, selectivity_index, specialization_figure, visualize
 from googlenet.model import GoogLeNet
-from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, load_model, runs_dir, save_checkpoint
+from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, find_checkpoints, load_model, runs_dir, save_checkpoint
 from tests.conftest import randomize_bn
 
 META = CheckpointMeta(CIFAR10_CLASSES, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 32)
@@ -139,13 +139,19 @@ def test_selectivity_index_on_a_known_case():
 def test_index_cache_is_reused_and_invalidated_when_the_checkpoint_changes(checkpoint, cifar):
     images, labels = cifar.test_images[:24], cifar.test_labels[:24]
     first, cached = load_or_build_index(load_model(checkpoint), images, labels)
-    assert not cached and not list(checkpoint.parent.glob("*.examples.safetensors"))  # nothing beside it
-    assert len(list((runs_dir() / ".microscope").glob("*.examples.safetensors"))) >= 1
+    # outside the runs folder (like the bundled model): nothing is written beside the file
+    assert not cached and not list(checkpoint.parent.glob("*.examples.safetensors"))
+    assert len(list((runs_dir() / ".microscope").glob("*.examples.safetensors"))) == 1
     again, cached = load_or_build_index(load_model(checkpoint), images, labels)
     assert cached and torch.equal(again.top_images["inception4a"], first.top_images["inception4a"])
     renamed = shutil.copy(checkpoint, checkpoint.with_name("renamed.safetensors"))  # same weights
     assert load_or_build_index(load_model(renamed), images, labels)[1]
     Path(renamed).unlink()
+    # a checkpoint in the runs folder keeps its index beside it, and the index is not a checkpoint
+    in_runs = Path(shutil.copy(checkpoint, (runs_dir() / "r1").mkdir(parents=True) or runs_dir() / "r1" / "last.safetensors"))
+    load_or_build_index(load_model(in_runs), images, labels)
+    assert in_runs.with_name("last.examples.safetensors").is_file()
+    assert find_checkpoints() == [in_runs]
     torch.manual_seed(99)
     save_checkpoint(checkpoint, randomize_bn(GoogLeNet(num_classes=10, stem="cifar", width=0.125), seed=5), META)
     changed, cached = load_or_build_index(load_model(checkpoint), images, labels)

@@ -296,3 +296,15 @@ def test_resume_refuses_changed_settings_and_lifts_the_step_limit(small, tmp_pat
     # the limit was the first session's: the resumed one runs to the end of the schedule
     end = Trainer(TrainConfig(out=str(tmp_path / "cut"), resume=True), data=small).run()
     assert end.status == "finished" and end.step == 16
+
+
+def test_pruning_keeps_epoch_one_and_the_newest_and_takes_their_microscope_caches_along(small, tmp_path):
+    out = tmp_path / "prune"
+
+    def add_index(event):  # what the app's microscope leaves beside a checkpoint
+        if isinstance(event, EpochEvent):
+            Path(event.checkpoint).with_name(f"epoch-{event.epoch:03d}.examples.safetensors").write_bytes(b"x")
+
+    Trainer(tiny(out, epochs=3, keep_checkpoints=1), data=small).run(add_index)
+    names = sorted(p.name for p in out.glob("*.safetensors") if not p.name.startswith("state-"))
+    assert names == ["epoch-001.examples.safetensors", "epoch-001.safetensors", "epoch-003.examples.safetensors", "epoch-003.safetensors", "last.safetensors"]
