@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torch.utils.checkpoint import checkpoint
 
 __all__ = [
     "INCEPTION_MODULES",
@@ -37,7 +36,6 @@ __all__ = [
     "Inception",
     "InceptionAux",
     "BasicConv2d",
-    "BranchPool",
     "fold_batchnorm",
     "branch_kernel",
 ]
@@ -295,28 +293,13 @@ class Inception(nn.Module):
             conv(ch5x5red, ch5x5, kernel_size=kernel3, padding=kernel3 // 2),
         )
         self.branch4 = nn.Sequential(
-            BranchPool(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
             conv(in_channels, pool_proj, kernel_size=1),
         )
 
     def forward(self, x: Tensor) -> Tensor:
         branches = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
         return torch.cat(branches, 1)
-
-
-class BranchPool(nn.MaxPool2d):
-    """branch4's 3×3/1 max pool, which in training keeps no int64 argmax indices.
-
-    A stride-1 pool's indices are 8 bytes per input element, where the activations saved for
-    backward are 2 (bf16) or 4; in the CIFAR model at batch 128 they were 340 of the 822 MB
-    that one bf16 training step kept for backward. Its input is saved anyway (branch1–3's 1×1
-    convs need it), so recomputing the pool during backward costs no memory and one cheap pool.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.training and torch.is_grad_enabled() and x.requires_grad:
-            return checkpoint(super().forward, x, use_reentrant=False, preserve_rng_state=False)
-        return super().forward(x)
 
 
 class InceptionAux(nn.Module):
