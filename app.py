@@ -25,7 +25,7 @@ from explain.figures import COLORSCALES, MAP_KINDS, ablation_figure, atlas_figur
 from explain.hub import ModelHub
 from explain.images import load_image
 from googlenet.data import DataError, download_cifar10
-from googlenet.jobs import JobBusy, TrainingJob
+from googlenet.jobs import JobBusy, TrainingJob, limit_malloc_arenas
 from googlenet.model import BRANCH_NAMES, INCEPTION_MODULES, GoogLeNet
 from googlenet.summary import summarize
 from googlenet.train import PRESETS, EndEvent, EpochEvent, StepEvent, TrainConfig, TrainingError
@@ -148,10 +148,15 @@ def explore_on_change(image, *args):
 
 
 def preset_defaults(preset: str):
-    """Fill the form with a preset's values (the fast preset's width depends on the device)."""
-    values = PRESETS[preset]
-    width = values["width"] if values["width"] is not None else (1.0 if HUB.device.type == "cuda" else 0.25)
-    return values["epochs"], values["batch_size"], values["lr"], width, values["stem"]
+    """A preset's epochs, batch, lr, width and stem for the form, fitted to the device: on a CPU
+    the fast preset trains width 0.25 at batch 64 / lr 0.1, which measured as accurate and as fast
+    as 128 / 0.2 (73.8 % both, 40 epochs) with half the memory in the app's process."""
+    values = dict(PRESETS[preset])
+    if values["width"] is None:
+        values["width"] = 1.0 if HUB.device.type == "cuda" else 0.25
+    if preset == "fast" and HUB.device.type == "cpu":
+        values.update(batch_size=64, lr=0.1)
+    return values["epochs"], values["batch_size"], values["lr"], values["width"], values["stem"]
 
 
 def summary_text(exploration, branch: str) -> str:
@@ -470,11 +475,12 @@ def build() -> gr.Blocks:
             with gr.Tab("Train", id="train"):
                 gr.Markdown("Train GoogLeNet on CIFAR-10 in the background; the rest of the app keeps working. One run at a time for the whole server. On a CPU use width 0.25 (about 150–200 images/s on 2 cores); full width is for GPUs.")
                 with gr.Row():
+                    _, batch_default, lr_default, width_default, _ = preset_defaults("fast")
                     preset = gr.Dropdown(sorted(PRESETS), value="fast", label="Preset")
                     epochs = gr.Number(10, label="Epochs", precision=0, minimum=1, maximum=1000)
-                    batch = gr.Number(128, label="Batch size", precision=0, minimum=1, maximum=4096)
-                    lr = gr.Number(0.2, label="Learning rate (peak)", minimum=1e-6)
-                    width = gr.Slider(0.125, 1.0, value=1.0 if HUB.device.type == "cuda" else 0.25, step=0.125, label="Width")
+                    batch = gr.Number(batch_default, label="Batch size", precision=0, minimum=1, maximum=4096)
+                    lr = gr.Number(lr_default, label="Learning rate (peak)", minimum=1e-6)
+                    width = gr.Slider(0.125, 1.0, value=width_default, step=0.125, label="Width")
                     stem = gr.Radio(["cifar", "imagenet"], value="cifar", label="Stem")
                     aux_weight = gr.Number(0.3, label="Aux loss weight", minimum=0)
                 with gr.Row():
@@ -542,6 +548,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
     parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
     args = parser.parse_args(argv)
+    limit_malloc_arenas()  # serving threads + a training thread in one process: see its docstring
     logging.basicConfig(level=logging.INFO)
     HUB.prefer(args.weights or os.environ.get("GOOGLENET_WEIGHTS", "auto"))
     demo = build()

@@ -19,7 +19,7 @@ from .data import CIFAR10, DataError, read_cifar10
 from .train import EndEvent, EpochEvent, Event, StartEvent, StepEvent, TrainConfig, Trainer, TrainingError, read_metrics
 from .weights import runs_dir
 
-__all__ = ["JobBusy", "JobStatus", "TrainingJob", "latest_run"]
+__all__ = ["JobBusy", "JobStatus", "TrainingJob", "latest_run", "limit_malloc_arenas"]
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,23 @@ def _lower_priority(niceness: int = 10) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
     except (AttributeError, OSError):
         pass  # not Linux, or not allowed: train at normal priority
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's per-thread heaps in a process that serves requests from many threads while it
+    trains (what ``MALLOC_ARENA_MAX`` does, set from inside). Each thread that allocates under
+    contention gets its own heap, and memory freed in one is not reused by another: with the cap,
+    the app measured 1.05 GB instead of 1.10 GB serving and 2.0 instead of 2.17 GB at its peak
+    (``python -m bench.app``), at the same latencies. Call it before threads start; a no-op (False)
+    where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-8, arenas))  # -8: M_ARENA_MAX in glibc's malloc.h
+    except (OSError, AttributeError):
+        return False
 
 
 def latest_run(root: Path | None = None) -> Path | None:
