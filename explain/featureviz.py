@@ -275,12 +275,17 @@ def build_index(
     k: int = 9,
     batch_size: int = 128,
     progress: Callable[[float, str], None] | None = None,
+    precision: str = "fp32",
 ) -> ExampleIndex:
     """One pass over ``images`` (N×3×H×W uint8 at any size; resized to the model's input).
 
     Labels (CIFAR test batch) give class-conditional means; without them the model's own
-    predictions stand in, and ``labels_from`` says so.
+    predictions stand in, and ``labels_from`` says so. ``precision="auto"`` runs the pass in
+    bf16 where the trainer would (GPUs, CPUs with native bf16): 40 % faster on this project's
+    CPU, with near-ties among top examples free to swap places.
     """
+    from googlenet.train import amp_dtype
+
     from .explorer import Explorer
 
     started = time.perf_counter()
@@ -298,12 +303,14 @@ def build_index(
     energy_sums = {b: 0.0 for b in BRANCH_NAMES}
     resolution: dict[str, int] = {}
     predicted = []
+    amp = amp_dtype(precision, device)
     try:
         for start in range(0, n, batch_size):
             x = images[start : start + batch_size].to(device).float().div_(255)
             if x.shape[-1] != loaded.input_size or x.shape[-2] != loaded.input_size:
                 x = F.interpolate(x, size=(loaded.input_size,) * 2, mode="bilinear", align_corners=False, antialias=True)
-            logits = model(((x - mean) / std).contiguous(memory_format=torch.channels_last))
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                logits = model(((x - mean) / std).contiguous(memory_format=torch.channels_last))
             batch_labels = labels[start : start + batch_size] if labels is not None else logits.argmax(1).cpu()
             predicted.append(batch_labels)
             one_hot = F.one_hot(batch_labels.long(), n_classes).float()
@@ -399,7 +406,7 @@ def load_or_build_index(loaded: Loaded, images: Tensor, labels: Tensor | None = 
                 return index, True
         except (OSError, KeyError, ValueError, json.JSONDecodeError):
             pass  # a stale or damaged cache is rebuilt below
-    index = build_index(loaded, images, labels, progress=progress)
+    index = build_index(loaded, images, labels, progress=progress, precision="auto")
     try:
         save_index(index, path)
     except OSError:
@@ -477,6 +484,7 @@ def bench(device: torch.device, data: str) -> int:
     """``python -m explain.bench --featureviz``: seconds per channel and indexing time."""
     from googlenet.data import read_cifar10
     from googlenet.model import GoogLeNet
+    from googlenet.train import amp_dtype
     from googlenet.weights import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, load_model, prepare_for_inference
 
     loaded = load_model("random", device=device)  # full-width ImageNet architecture
@@ -492,8 +500,12 @@ def bench(device: torch.device, data: str) -> int:
         prepare_for_inference(model, device), CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, 32, 32,
         "full-width CIFAR GoogLeNet", "random", (), device, model.config,
     )  # fmt: skip
-    index = build_index(full, cifar.test_images, cifar.test_labels)
-    print(f"index_seconds={index.seconds:.1f}  ({len(cifar.test_labels)} CIFAR test images, full-width CIFAR-stem model, every channel of all 36 branches)")
+    what = f"{len(cifar.test_labels)} CIFAR test images, full-width CIFAR-stem model, every channel of all 36 branches"
+    exact = build_index(full, cifar.test_images, cifar.test_labels, precision="fp32")
+    print(f"index_seconds_fp32={exact.seconds:.1f}  ({what})")
+    index = build_index(full, cifar.test_images, cifar.test_labels, precision="auto")  # what the Microscope runs
+    amp = amp_dtype("auto", device)
+    print(f"index_seconds={index.seconds:.1f}  ({what}, {'bf16 autocast' if amp is not None else 'float32'}, as the Microscope runs it)")
     print(f"seconds_per_channel={per_channel:.2f}")
     return 0
 

@@ -136,6 +136,18 @@ def test_selectivity_index_on_a_known_case():
     assert torch.allclose(selectivity_index(means), torch.tensor([(3 - rest) / (3 + rest)]))
 
 
+def test_index_in_bf16_finds_the_same_top_examples(loaded, cifar):
+    images, labels = cifar.test_images[:40], cifar.test_labels[:40]
+    exact = build_index(loaded, images, labels, k=3, batch_size=16)
+    fast = build_index(loaded, images, labels, k=3, batch_size=16, precision="bf16")
+    for module in ("inception3a", "inception4c", "inception5b"):
+        top1 = fast.top_images[module][:, 0]
+        # bf16 may swap near-ties, but each channel's best image stays among the exact top 3
+        agree = (exact.top_images[module] == top1[:, None]).any(1).float().mean()
+        assert agree >= 0.95, (module, float(agree))
+        torch.testing.assert_close(fast.top_values[module][:, 0], exact.top_values[module][:, 0], rtol=0.05, atol=0.05)
+
+
 def test_index_cache_is_reused_and_invalidated_when_the_checkpoint_changes(checkpoint, cifar):
     images, labels = cifar.test_images[:24], cifar.test_labels[:24]
     first, cached = load_or_build_index(load_model(checkpoint), images, labels)
