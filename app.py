@@ -28,7 +28,7 @@ from googlenet.data import DataError, download_cifar10
 from googlenet.jobs import JobBusy, TrainingJob, limit_malloc_arenas
 from googlenet.model import BRANCH_NAMES, INCEPTION_MODULES, GoogLeNet
 from googlenet.summary import summarize
-from googlenet.train import PRESETS, EndEvent, EpochEvent, StepEvent, TrainConfig, TrainingError
+from googlenet.train import PRESETS, EndEvent, EpochEvent, StepEvent, TrainConfig, TrainingError, preset_for_device
 from googlenet.weights import CheckpointError
 
 try:  # Hugging Face ZeroGPU: functions that use the GPU must be decorated; a no-op elsewhere.
@@ -148,14 +148,8 @@ def explore_on_change(image, *args):
 
 
 def preset_defaults(preset: str):
-    """A preset's epochs, batch, lr, width and stem for the form, fitted to the device: on a CPU
-    the fast preset trains width 0.25 at batch 64 / lr 0.1, which measured as accurate and as fast
-    as 128 / 0.2 (73.8 % both, 40 epochs) with half the memory in the app's process."""
-    values = dict(PRESETS[preset])
-    if values["width"] is None:
-        values["width"] = 1.0 if HUB.device.type == "cuda" else 0.25
-    if preset == "fast" and HUB.device.type == "cpu":
-        values.update(batch_size=64, lr=0.1)
+    """A preset's epochs, batch, lr, width and stem for the form, fitted to the device."""
+    values = preset_for_device(preset, HUB.device)
     return values["epochs"], values["batch_size"], values["lr"], values["width"], values["stem"]
 
 

@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from gradio_client import Client, handle_file
 
+    from googlenet.train import preset_for_device
+    from googlenet.weights import pick_device
+
     print(f"device=cpu ({os.cpu_count()} cores, torch {torch.__version__})" if not torch.cuda.is_available() else f"device={torch.cuda.get_device_name()}")
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = launch(Path(tmp), args.data)
@@ -117,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             rss_serving = rss_mb(proc.pid)
 
             start = time.perf_counter()
-            # the Train tab's defaults on this device (app.preset_defaults): batch 64 / lr 0.1 on a CPU
-            batch, lr = (128, 0.2) if torch.cuda.is_available() else (64, 0.1)
-            message = client.predict("fast", 2, batch, lr, 0.25, "cifar", 0.3, args.data, api_name="/train_start")
+            form = preset_for_device("fast", pick_device())  # the Train tab's defaults on this device
+            batch = form["batch_size"]
+            message = client.predict("fast", 2, batch, form["lr"], 0.25, "cifar", 0.3, args.data, api_name="/train_start")
             first = None
             while time.perf_counter() - start < 120:
                 status = client.predict(api_name="/train_status")

@@ -45,6 +45,7 @@ from .weights import (
 __all__ = [
     "PRESETS",
     "amp_dtype",
+    "preset_for_device",
     "TrainConfig",
     "Trainer",
     "StartEvent",
@@ -75,6 +76,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }  # fmt: skip
 SCHEDULES = ("onecycle", "step", "constant")
+
+
+def preset_for_device(preset: str, device: torch.device) -> dict[str, Any]:
+    """A preset's values with the device-dependent ones filled in, as the app's Train tab offers
+    them: width 1.0 on a GPU and 0.25 on a CPU, and on a CPU the fast preset at batch 64 / lr 0.1,
+    which measured as accurate and as fast as 128 / 0.2 (73.8 % both after 40 epochs) with half
+    the activation memory in the app's process."""
+    values = dict(PRESETS[preset])
+    if values["width"] is None:
+        values["width"] = 1.0 if device.type == "cuda" else 0.25
+    if preset == "fast" and device.type == "cpu":
+        values.update(batch_size=64, lr=0.1)
+    return values
 
 
 @dataclass(frozen=True)

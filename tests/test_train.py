@@ -308,3 +308,13 @@ def test_pruning_keeps_epoch_one_and_the_newest_and_takes_their_microscope_cache
     Trainer(tiny(out, epochs=3, keep_checkpoints=1), data=small).run(add_index)
     names = sorted(p.name for p in out.glob("*.safetensors") if not p.name.startswith("state-"))
     assert names == ["epoch-001.examples.safetensors", "epoch-001.safetensors", "epoch-003.examples.safetensors", "epoch-003.safetensors", "last.safetensors"]
+
+
+def test_presets_fitted_to_the_device_leave_the_guide_as_written():
+    from googlenet.train import PRESETS, preset_for_device
+
+    cpu, gpu = preset_for_device("fast", torch.device("cpu")), preset_for_device("fast", torch.device("cuda"))
+    assert (cpu["batch_size"], cpu["lr"], cpu["width"]) == (64, 0.1, 0.25)
+    assert (gpu["batch_size"], gpu["lr"], gpu["width"]) == (128, 0.2, 1.0)
+    assert preset_for_device("guide", torch.device("cpu")) == PRESETS["guide"]
+    assert PRESETS["fast"]["batch_size"] == 128  # the CLI's preset itself is untouched
