@@ -21,7 +21,17 @@ import pandas as pd
 from explain import HEADS, ImageError, Method
 from explain.architecture import architecture_figure
 from explain.curves import training_figure
-from explain.figures import COLORSCALES, MAP_KINDS, ablation_figure, atlas_figure, attribution_figure, channels_figure, contributions_figure, heads_figure, map_range
+from explain.figures import (
+    COLORSCALES,
+    MAP_KINDS,
+    ablation_figure,
+    atlas_figure,
+    attribution_figure,
+    channels_figure,
+    contributions_figure,
+    heads_figure,
+    map_range,
+)
 from explain.hub import ModelHub
 from explain.images import load_image
 from googlenet.data import DataError, download_cifar10
@@ -63,7 +73,9 @@ def user_errors(fn):
             raise gr.Error(str(error), print_exception=False) from None
         except Exception as error:  # a bug: log it in full, tell the user briefly
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"Something went wrong ({type(error).__name__}: {error}). The app is still running.", print_exception=False) from None
+            raise gr.Error(
+                f"Something went wrong ({type(error).__name__}: {error}). The app is still running.", print_exception=False
+            ) from None
 
     return wrapper
 
@@ -107,7 +119,9 @@ def classify(image, model: str | None = None, topk: int = 5) -> dict:
         "model": explorer.loaded.name,
         "device": str(explorer.loaded.device),
         "notes": list(explorer.loaded.notes),
-        "predictions": {head: [{"label": p.label, "probability": round(p.probability, 6)} for p in preds] for head, preds in predictions.items()},
+        "predictions": {
+            head: [{"label": p.label, "probability": round(p.probability, 6)} for p in preds] for head, preds in predictions.items()
+        },
     }
 
 
@@ -198,11 +212,22 @@ def knockout_view(image, model, target, branches):
         raise gr.Error("pick one or more branches (or whole modules) to knock out")
     sets = list(branches) + ([list(branches)] if len(branches) > 1 else [])
     ablation = HUB.explorer(model).ablate(image_input(image), sets, None if target in (None, "", TOP_CLASS) else target)
-    rows = [f"| knocked out | {' | '.join(h for h in HEADS if h in ablation.baseline_probability)} |", "|---|" + "---|" * len(ablation.baseline_probability)]
-    rows.append("| (nothing) | " + " | ".join(f"{ablation.baseline[h][0].label} {p:.1%}" for h, p in ablation.baseline_probability.items()) + " |")
+    rows = [
+        f"| knocked out | {' | '.join(h for h in HEADS if h in ablation.baseline_probability)} |",
+        "|---|" + "---|" * len(ablation.baseline_probability),
+    ]
+    rows.append(
+        "| (nothing) | " + " | ".join(f"{ablation.baseline[h][0].label} {p:.1%}" for h, p in ablation.baseline_probability.items()) + " |"
+    )
     for k in ablation.knockouts:
-        rows.append(f"| {' + '.join(k.branches) if len(k.branches) < 4 else f'{len(k.branches)} branches'} | " + " | ".join(f"{k.predictions[h][0].label} ({k.delta[h]:+.1%})" for h in ablation.baseline_probability) + " |")
-    return ablation_figure(ablation), f"p(“{ablation.target_name}”) per head; top class and change after the knock-out:\n\n" + "\n".join(rows)
+        rows.append(
+            f"| {' + '.join(k.branches) if len(k.branches) < 4 else f'{len(k.branches)} branches'} | "
+            + " | ".join(f"{k.predictions[h][0].label} ({k.delta[h]:+.1%})" for h in ablation.baseline_probability)
+            + " |"
+        )
+    return ablation_figure(ablation), f"p(“{ablation.target_name}”) per head; top class and change after the knock-out:\n\n" + "\n".join(
+        rows
+    )
 
 
 # -- Microscope ------------------------------------------------------------------------------
@@ -333,7 +358,15 @@ def train_poll(smoothing, log_y, seen, model):
     ended = not status.running and status.state in ("finished", "stopped", "diverged", "failed")
     refresh = model_choices_update(model) if ended and (seen is None or seen[1] != status.state) else gr.skip()
     picture = JOB.probe_image(epochs[-1]["probe"].get("index", 0)) if epochs and epochs[-1].get("probe") else None
-    return figure, status_text(status), log_text(status.events), probe_text(epochs), key, refresh, picture if picture is not None else gr.skip()
+    return (
+        figure,
+        status_text(status),
+        log_text(status.events),
+        probe_text(epochs),
+        key,
+        refresh,
+        picture if picture is not None else gr.skip(),
+    )
 
 
 def status_text(status) -> str:
@@ -353,7 +386,9 @@ def log_text(events) -> str:
     for e in events:
         if isinstance(e, EpochEvent):
             aux = "".join(f" {h} {a:.1%}" for h, a in (("aux1", e.acc_aux1), ("aux2", e.acc_aux2)) if a is not None)
-            lines.append(f"epoch {e.epoch}: test accuracy main {e.acc_main:.1%}{aux} (checkpoint {Path(e.checkpoint).name if e.checkpoint else '-'})")
+            lines.append(
+                f"epoch {e.epoch}: test accuracy main {e.acc_main:.1%}{aux} (checkpoint {Path(e.checkpoint).name if e.checkpoint else '-'})"
+            )
         elif isinstance(e, EndEvent):
             lines.append(f"{e.status}: {e.message}")
         elif getattr(e, "kind", "") == "start":
@@ -367,7 +402,12 @@ def probe_text(epochs: list[dict]) -> str:
     if not rows:
         return "The probe image's predictions appear after the first epoch."
     label = rows[0]["probe"].get("label", "?")
-    lines = [f"Probe: test image #{rows[0]['probe'].get('index', 0)} (a **{label}**)", "", "| epoch | main | aux1 | aux2 |", "|---|---|---|---|"]
+    lines = [
+        f"Probe: test image #{rows[0]['probe'].get('index', 0)} (a **{label}**)",
+        "",
+        "| epoch | main | aux1 | aux2 |",
+        "|---|---|---|---|",
+    ]
     for e in rows[-12:]:
         cells = []
         for head in HEADS:
@@ -411,25 +451,45 @@ def build() -> gr.Blocks:
                         cifar_first = HUB.loaded(default).input_size <= 64
                         first = sorted(examples("cifar" if cifar_first else "photos"), key=lambda p: "cat" not in Path(p).name) or [None]
                         # A first picture, explored on page load: a newcomer sees the network at work at once.
-                        image = gr.Image(first[0], label="Image", sources=["upload", "webcam", "clipboard"], type="filepath", height=280, elem_id="input-image")
+                        image = gr.Image(
+                            first[0],
+                            label="Image",
+                            sources=["upload", "webcam", "clipboard"],
+                            type="filepath",
+                            height=280,
+                            elem_id="input-image",
+                        )
                         for kind in ("cifar", "photos") if cifar_first else ("photos", "cifar"):
                             if examples(kind):
-                                gr.Examples(examples(kind), inputs=image, label="CIFAR-10-style examples (32×32)" if kind == "cifar" else "Photos", examples_per_page=12)
-                        target = gr.Dropdown([TOP_CLASS], value=TOP_CLASS, label="Explain which class", allow_custom_value=False, filterable=True)
+                                gr.Examples(
+                                    examples(kind),
+                                    inputs=image,
+                                    label="CIFAR-10-style examples (32×32)" if kind == "cifar" else "Photos",
+                                    examples_per_page=12,
+                                )
+                        target = gr.Dropdown(
+                            [TOP_CLASS], value=TOP_CLASS, label="Explain which class", allow_custom_value=False, filterable=True
+                        )
                         run = gr.Button("Explore", variant="primary", elem_id="explore-button")
                         with gr.Accordion("View", open=True):
-                            kind = gr.Radio(list(MAP_KINDS), value="cam", label="Atlas shows", info="; ".join(f"{k}: {v}" for k, v in MAP_KINDS.items()))
+                            kind = gr.Radio(
+                                list(MAP_KINDS), value="cam", label="Atlas shows", info="; ".join(f"{k}: {v}" for k, v in MAP_KINDS.items())
+                            )
                             colorscale = gr.Dropdown(list(COLORSCALES), value="Inferno", label="Colour map")
                             opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Map opacity over the image")
                             branch = gr.Dropdown(list(BRANCH_NAMES), value="inception4c.branch2", label="Branch to open", filterable=True)
                     with gr.Column(scale=3):
-                        heads = gr.Plot(show_label=False, label="Predictions: main head and the two auxiliary classifiers", elem_id="heads-plot")
+                        heads = gr.Plot(
+                            show_label=False, label="Predictions: main head and the two auxiliary classifiers", elem_id="heads-plot"
+                        )
                         summary = gr.Markdown()
                         atlas = gr.Plot(show_label=False, label="Branch atlas: 9 modules × 4 branches", elem_id="atlas-plot")
                         contributions = gr.Plot(show_label=False, label="Contribution per branch", elem_id="contributions-plot")
                         channels = gr.Plot(show_label=False, label="Channels of the open branch", elem_id="channels-plot")
                         with gr.Accordion("Microscope: what do these channels look for?", open=False):
-                            gr.Markdown("Feature visualization (activation maximisation, Olah et al. 2017) of the open branch's most active channels, each followed by the dataset images that excite it most; a gallery per module; and how the four branches specialise. The first call indexes the reference set (seconds on CPU, then cached beside the checkpoint).")
+                            gr.Markdown(
+                                "Feature visualization (activation maximisation, Olah et al. 2017) of the open branch's most active channels, each followed by the dataset images that excite it most; a gallery per module; and how the four branches specialise. The first call indexes the reference set (seconds on CPU, then cached beside the checkpoint)."
+                            )
                             with gr.Row():
                                 scope_branch = gr.Button("Open branch: top channels")
                                 scope_module = gr.Dropdown(list(INCEPTION_MODULES), value="inception4c", label="Module", scale=1)
@@ -445,7 +505,9 @@ def build() -> gr.Blocks:
                         attribution = gr.Plot(show_label=False, label="Attribution")
                     with gr.Column():
                         gr.Markdown("### Knock branches out (a causal check)")
-                        knock = gr.Dropdown(list(BRANCH_NAMES) + list(INCEPTION_MODULES), multiselect=True, label="Branches or whole modules to zero")
+                        knock = gr.Dropdown(
+                            list(BRANCH_NAMES) + list(INCEPTION_MODULES), multiselect=True, label="Branches or whole modules to zero"
+                        )
                         knock_button = gr.Button("Knock out")
                         knock_plot = gr.Plot(show_label=False, label="Change of the target's probability")
                         knock_table = gr.Markdown()
@@ -462,12 +524,20 @@ def build() -> gr.Blocks:
                     gr.Examples(examples("cifar") + examples("photos"), inputs=compare_image, examples_per_page=12)
                 with gr.Row():
                     with gr.Column():
-                        heads_a, atlas_a = gr.Plot(show_label=False, label="A: predictions"), gr.Plot(show_label=False, label="A: atlas (shared colour scale)")
+                        heads_a, atlas_a = (
+                            gr.Plot(show_label=False, label="A: predictions"),
+                            gr.Plot(show_label=False, label="A: atlas (shared colour scale)"),
+                        )
                     with gr.Column():
-                        heads_b, atlas_b = gr.Plot(show_label=False, label="B: predictions"), gr.Plot(show_label=False, label="B: atlas (shared colour scale)")
+                        heads_b, atlas_b = (
+                            gr.Plot(show_label=False, label="B: predictions"),
+                            gr.Plot(show_label=False, label="B: atlas (shared colour scale)"),
+                        )
 
             with gr.Tab("Train", id="train"):
-                gr.Markdown("Train GoogLeNet on CIFAR-10 in the background; the rest of the app keeps working. One run at a time for the whole server. On a CPU use width 0.25 (about 150–200 images/s on 2 cores); full width is for GPUs.")
+                gr.Markdown(
+                    "Train GoogLeNet on CIFAR-10 in the background; the rest of the app keeps working. One run at a time for the whole server. On a CPU use width 0.25 (about 150–200 images/s on 2 cores); full width is for GPUs."
+                )
                 with gr.Row():
                     _, batch_default, lr_default, width_default, _ = preset_defaults("fast")
                     preset = gr.Dropdown(sorted(PRESETS), value="fast", label="Preset")
@@ -504,23 +574,80 @@ def build() -> gr.Blocks:
         view = [kind, colorscale, opacity, branch]
         explore_outputs = [exploration, heads, atlas, contributions, channels, summary, target, branch]
         explore_inputs = [image, model, target, *view]
-        run.click(explore_view, explore_inputs, explore_outputs, api_name="explore", preprocess=False, concurrency_limit=2, concurrency_id="explore")
-        image.change(explore_on_change, explore_inputs, explore_outputs, api_visibility="private", preprocess=False, concurrency_id="explore", trigger_mode="always_last")
+        run.click(
+            explore_view,
+            explore_inputs,
+            explore_outputs,
+            api_name="explore",
+            preprocess=False,
+            concurrency_limit=2,
+            concurrency_id="explore",
+        )
+        image.change(
+            explore_on_change,
+            explore_inputs,
+            explore_outputs,
+            api_visibility="private",
+            preprocess=False,
+            concurrency_id="explore",
+            trigger_mode="always_last",
+        )
         for control in (kind, colorscale, opacity, branch):
             control.change(rerender, [exploration, *view], [atlas, channels, summary], api_visibility="private", show_progress="hidden")
-        attribute_button.click(attribute_view, [image, model, target, method, noise, colorscale, opacity], attribution, api_name="attribute", preprocess=False, concurrency_limit=1)
-        knock_button.click(knockout_view, [image, model, target, knock], [knock_plot, knock_table], api_name="ablate", preprocess=False, concurrency_limit=2)
-        scope_branch.click(microscope_branch, [model, exploration, branch], scope_plot, api_name="microscope_branch", concurrency_limit=1, concurrency_id="microscope")
-        scope_gallery.click(microscope_module, [model, scope_module], scope_plot, api_name="microscope_module", concurrency_limit=1, concurrency_id="microscope")
-        scope_special.click(microscope_specialization, model, scope_plot, api_name="branch_specialization", concurrency_limit=1, concurrency_id="microscope")
-        compare_button.click(compare_view, [compare_image, model_a, model_b, compare_kind, colorscale], [heads_a, atlas_a, heads_b, atlas_b], api_name="compare", preprocess=False, concurrency_limit=1)
+        attribute_button.click(
+            attribute_view,
+            [image, model, target, method, noise, colorscale, opacity],
+            attribution,
+            api_name="attribute",
+            preprocess=False,
+            concurrency_limit=1,
+        )
+        knock_button.click(
+            knockout_view,
+            [image, model, target, knock],
+            [knock_plot, knock_table],
+            api_name="ablate",
+            preprocess=False,
+            concurrency_limit=2,
+        )
+        scope_branch.click(
+            microscope_branch,
+            [model, exploration, branch],
+            scope_plot,
+            api_name="microscope_branch",
+            concurrency_limit=1,
+            concurrency_id="microscope",
+        )
+        scope_gallery.click(
+            microscope_module,
+            [model, scope_module],
+            scope_plot,
+            api_name="microscope_module",
+            concurrency_limit=1,
+            concurrency_id="microscope",
+        )
+        scope_special.click(
+            microscope_specialization, model, scope_plot, api_name="branch_specialization", concurrency_limit=1, concurrency_id="microscope"
+        )
+        compare_button.click(
+            compare_view,
+            [compare_image, model_a, model_b, compare_kind, colorscale],
+            [heads_a, atlas_a, heads_b, atlas_b],
+            api_name="compare",
+            preprocess=False,
+            concurrency_limit=1,
+        )
 
         hidden_image = gr.Image(visible=False, type="filepath")
         topk = gr.Number(5, visible=False, precision=0)
         classify_json = gr.JSON(visible=False)
-        gr.Button(visible=False).click(classify, [hidden_image, model, topk], classify_json, api_name="classify", preprocess=False, concurrency_limit=4)
+        gr.Button(visible=False).click(
+            classify, [hidden_image, model, topk], classify_json, api_name="classify", preprocess=False, concurrency_limit=4
+        )
 
-        model.change(banner, model, live, api_visibility="private").then(architecture_view, model, [diagram, table, arch_caption], api_visibility="private")
+        model.change(banner, model, live, api_visibility="private").then(
+            architecture_view, model, [diagram, table, arch_caption], api_visibility="private"
+        )
         refresh.click(lambda m: model_choices_update(m), model, model, api_visibility="private")
         upload.upload(upload_checkpoint, upload, [model, live], api_name="upload_checkpoint")
         demo.load(architecture_view, model, [diagram, table, arch_caption], api_visibility="private")
@@ -532,7 +659,14 @@ def build() -> gr.Blocks:
         download.click(train_download, data, train_message, api_name="download_cifar10")
         train_json = gr.JSON(visible=False)
         gr.Button(visible=False).click(train_status, None, train_json, api_name="train_status", queue=False)
-        timer.tick(train_poll, [smoothing, log_y, seen, model], [curves, status, train_log, probe, seen, model, probe_picture], api_visibility="private", show_progress="hidden", queue=False)
+        timer.tick(
+            train_poll,
+            [smoothing, log_y, seen, model],
+            [curves, status, train_log, probe, seen, model, probe_picture],
+            api_visibility="private",
+            show_progress="hidden",
+            queue=False,
+        )
     return demo
 
 
@@ -547,7 +681,9 @@ def main(argv: list[str] | None = None) -> None:
     HUB.prefer(args.weights or os.environ.get("GOOGLENET_WEIGHTS", "auto"))
     demo = build()
     demo.queue(default_concurrency_limit=2, max_size=128)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size="50mb", theme=gr.themes.Soft(), css=CSS, allowed_paths=[str(ASSETS)])
+    demo.launch(
+        server_name=args.host, server_port=args.port, max_file_size="50mb", theme=gr.themes.Soft(), css=CSS, allowed_paths=[str(ASSETS)]
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,13 @@ def launch(runs: Path, data: str, weights: str = "random", extra_env: dict | Non
     port = free_port()
     env = {**os.environ, "GOOGLENET_RUNS": str(runs), "GOOGLENET_DATA": data, "GOOGLENET_OFFLINE": "1", **(extra_env or {})}
     log = open(runs / f"app-{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--weights", weights], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--weights", weights],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     import httpx
@@ -75,7 +81,9 @@ def explore_payload_bytes(url: str, image_path: str, model: str) -> int:
     del uploaded
     with open(image_path, "rb") as f:
         up = httpx.post(url + "gradio_api/upload", files={"files": (Path(image_path).name, f)}).json()[0]
-    body = {"data": [{"path": up, "meta": {"_type": "gradio.FileData"}}, model, "(top class)", "cam", "Inferno", 0.6, "inception4c.branch2"]}
+    body = {
+        "data": [{"path": up, "meta": {"_type": "gradio.FileData"}}, model, "(top class)", "cam", "Inferno", 0.6, "inception4c.branch2"]
+    }
     event = httpx.post(url + "gradio_api/call/explore", json=body).json()["event_id"]
     stream = httpx.get(url + f"gradio_api/call/explore/{event}", timeout=60)
     return len(stream.content)
@@ -92,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     from googlenet.train import preset_for_device
     from googlenet.weights import pick_device
 
-    print(f"device=cpu ({os.cpu_count()} cores, torch {torch.__version__})" if not torch.cuda.is_available() else f"device={torch.cuda.get_device_name()}")
+    print(
+        f"device=cpu ({os.cpu_count()} cores, torch {torch.__version__})"
+        if not torch.cuda.is_available()
+        else f"device={torch.cuda.get_device_name()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = launch(Path(tmp), args.data)
         try:
@@ -105,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 client.predict(handle_file(str(PHOTO)), "random", 5, api_name="/classify")
                 times.append(time.perf_counter() - start)
-            print(f"classify_round_trip_ms={statistics.median(times) * 1000:.0f}  (median of {args.runs}; 224×224 from a {PHOTO.stat().st_size // 1024} KB JPEG, all three heads)")
+            print(
+                f"classify_round_trip_ms={statistics.median(times) * 1000:.0f}  (median of {args.runs}; 224×224 from a {PHOTO.stat().st_size // 1024} KB JPEG, all three heads)"
+            )
             explore_args = ("random", "(top class)", "cam", "Inferno", 0.6, "inception4c.branch2")
             for _ in range(2):
                 client.predict(handle_file(str(PHOTO)), *explore_args, api_name="/explore")
@@ -113,9 +127,13 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(max(5, args.runs // 2)):
                 start = time.perf_counter()
                 # a different target each time, so the exploration cache never answers
-                client.predict(handle_file(str(PHOTO)), "random", str(i * 7), "cam", "Inferno", 0.6, "inception4c.branch2", api_name="/explore")
+                client.predict(
+                    handle_file(str(PHOTO)), "random", str(i * 7), "cam", "Inferno", 0.6, "inception4c.branch2", api_name="/explore"
+                )
                 times.append(time.perf_counter() - start)
-            print(f"explore_round_trip_ms={statistics.median(times) * 1000:.0f}  (median; one pass + heads, atlas, contributions and channel figures)")
+            print(
+                f"explore_round_trip_ms={statistics.median(times) * 1000:.0f}  (median; one pass + heads, atlas, contributions and channel figures)"
+            )
             print(f"explore_payload_bytes={explore_payload_bytes(url, str(PHOTO), 'random')}")
             rss_serving = rss_mb(proc.pid)
 
@@ -137,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                 client.predict(handle_file(str(PHOTO)), "random", 5, api_name="/classify")
                 during.append(time.perf_counter() - t)
             status = client.predict(api_name="/train_status")
-            print(f"classify_round_trip_while_training_ms={statistics.median(during) * 1000:.0f}  (training at {status['images_per_s'] or 0:.0f} images/s)")
+            print(
+                f"classify_round_trip_while_training_ms={statistics.median(during) * 1000:.0f}  (training at {status['images_per_s'] or 0:.0f} images/s)"
+            )
             deadline = time.time() + 300  # through the first epoch's end: its test-set evaluation counts too
             while time.time() < deadline and not client.predict(api_name="/train_status")["epochs"]:
                 time.sleep(0.5)
@@ -146,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             while time.time() < deadline and client.predict(api_name="/train_status")["running"]:
                 time.sleep(0.5)
             print(f"rss_serving_mb={rss_serving:.0f}")
-            print(f"peak_rss_mb={peak_rss_mb(proc.pid):.0f}  (VmHWM of the app process after serving and training an epoch, test-set evaluation included, batch {batch})")
+            print(
+                f"peak_rss_mb={peak_rss_mb(proc.pid):.0f}  (VmHWM of the app process after serving and training an epoch, test-set evaluation included, batch {batch})"
+            )
         finally:
             proc.terminate()
             proc.wait(30)

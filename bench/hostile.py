@@ -58,7 +58,7 @@ def image_cases() -> list[Case]:
         Case("vector.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "not an image", "SVG"),
         Case("rgba.png", _encode(photo.convert("RGBA"), "PNG"), "ok", "RGBA"),
         Case("cmyk.jpg", _encode(photo.convert("CMYK"), "JPEG"), "ok", "CMYK JPEG"),
-        Case("deep.png", _encode(Image.fromarray((np.asarray(photo.convert("L"), np.uint16) * 257)), "PNG"), "ok", "16-bit grayscale"),
+        Case("deep.png", _encode(Image.fromarray(np.asarray(photo.convert("L"), np.uint16) * 257), "PNG"), "ok", "16-bit grayscale"),
         Case("gray.png", _encode(photo.convert("L"), "PNG"), "ok", "grayscale"),
         Case("palette.png", _encode(palette, "PNG"), "ok", "palette with transparency"),
         Case("rotated.jpg", _encode(photo, "JPEG", exif=exif), "ok", "EXIF orientation 6"),

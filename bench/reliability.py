@@ -86,7 +86,9 @@ def load_test(url: str, data: str, report: dict) -> None:
     report["failures"] += failures
     print(f"load_classify_p50_ms={percentile(classify_ms, 50):.0f} p95_ms={percentile(classify_ms, 95):.0f}  (20 concurrent, 4 rounds)")
     print(f"load_explore_p50_ms={percentile(explore_ms, 50):.0f} p95_ms={percentile(explore_ms, 95):.0f}  (5 concurrent, 4 rounds)")
-    print(f"load_training_images_per_s_quiet={quiet_rate:.0f} under_load={statistics.median(rates):.0f}  (training kept running: {status['running']})")
+    print(
+        f"load_training_images_per_s_quiet={quiet_rate:.0f} under_load={statistics.median(rates):.0f}  (training kept running: {status['running']})"
+    )
     print("load_queue=default_concurrency_limit=2, classify concurrency_limit=4, explore 2 (shared id), max_size=128")
     deadline = time.time() + 120
     while time.time() < deadline and client.predict(api_name="/train_status")["running"]:
@@ -115,7 +117,11 @@ def hostile(url: str, workdir: Path, report: dict) -> None:
     from googlenet.model import GoogLeNet
     from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, save_checkpoint
 
-    good = save_checkpoint(workdir / "good.safetensors", GoogLeNet(num_classes=10, stem="cifar", width=0.125), CheckpointMeta(CIFAR10_CLASSES, (0.5,) * 3, (0.25,) * 3, 32))
+    good = save_checkpoint(
+        workdir / "good.safetensors",
+        GoogLeNet(num_classes=10, stem="cifar", width=0.125),
+        CheckpointMeta(CIFAR10_CLASSES, (0.5,) * 3, (0.25,) * 3, 32),
+    )
     big = workdir / "huge.safetensors"
     with open(big, "wb") as f:
         f.truncate(210 * 2**20)  # over the 200 MB upload limit (sparse file)
@@ -238,7 +244,9 @@ def faults(data: str, workdir: Path, report: dict) -> None:
         newest = [p for p in newest if p.parent == out]
         try:
             load_model(newest[0])
-            resumed = subprocess.run([sys.executable, str(script), str(out), data, "resume", "1"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+            resumed = subprocess.run(
+                [sys.executable, str(script), str(out), data, "resume", "1"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+            )
             if resumed.returncode != 0:
                 raise RuntimeError(resumed.stderr[-500:])
             print(f"fault_sigkill_mid_{mode}=newest checkpoint {newest[0].name} loads; resume finished")
@@ -314,7 +322,9 @@ def restart_shows_curves(data: str, workdir: Path, report: dict) -> None:
     proc, url = launch(runs, data)
     try:
         status = Client(url, verbose=False).predict(api_name="/train_status")
-        print(f"fault_app_restart=curves back: {status['steps_logged']} steps (had {before}); state {status['state']}: {status['message'][:80]}")
+        print(
+            f"fault_app_restart=curves back: {status['steps_logged']} steps (had {before}); state {status['state']}: {status['message'][:80]}"
+        )
         if status["steps_logged"] < before - 1:
             report["failures"].append(f"after restart only {status['steps_logged']} of {before} steps")
             report["requests_failed"] += 1
@@ -328,7 +338,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=os.environ.get("GOOGLENET_DATA", str(ROOT.parent / "shared" / "data" / "cifar10-subset")))
     parser.add_argument("--soak", type=int, default=200)
     args = parser.parse_args(argv)
-    report = {"hostile_inputs_tried": 0, "tracebacks": 0, "requests_sent": 0, "requests_failed": 0, "rss_growth_pct": float("nan"), "checkpoint_corruptions": 0, "crashes": 0, "failures": []}
+    report = {
+        "hostile_inputs_tried": 0,
+        "tracebacks": 0,
+        "requests_sent": 0,
+        "requests_failed": 0,
+        "rss_growth_pct": float("nan"),
+        "checkpoint_corruptions": 0,
+        "crashes": 0,
+        "failures": [],
+    }
     print(f"device=cpu ({os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

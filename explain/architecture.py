@@ -39,7 +39,15 @@ def architecture_figure(model: GoogLeNet) -> go.Figure:
                 kernel = branch_kernel(model, f"{name}.{branch}")
                 channels = convs[-1].out_channels
                 y0 = 3 - i
-                box(x, y0 - 0.9, x + 1.6, y0, BRANCH_COLORS[branch], f"{kernel}<br>{channels}", f"{name}.{branch}: {kernel}, {channels} channels")
+                box(
+                    x,
+                    y0 - 0.9,
+                    x + 1.6,
+                    y0,
+                    BRANCH_COLORS[branch],
+                    f"{kernel}<br>{channels}",
+                    f"{name}.{branch}: {kernel}, {channels} channels",
+                )
             texts["x"].append(x + 0.8)
             texts["y"].append(3.35)
             texts["text"].append(f"<b>{name[9:]}</b>")
@@ -47,7 +55,14 @@ def architecture_figure(model: GoogLeNet) -> go.Figure:
             centers[name] = x + 0.8
             x += 2.0
         else:
-            label = {"maxpool1": "pool", "maxpool2": "pool", "maxpool3": "pool", "maxpool4": "pool", "avgpool": "avg<br>pool", "fc": "fc"}.get(name, name)
+            label = {
+                "maxpool1": "pool",
+                "maxpool2": "pool",
+                "maxpool3": "pool",
+                "maxpool4": "pool",
+                "avgpool": "avg<br>pool",
+                "fc": "fc",
+            }.get(name, name)
             color = "#e2e8f0" if "pool" in name else "#cbd5e1"
             box(x, 0.6, x + 0.9, 2.6, color, f"<b>{label}</b>", f"{name}: {module}")
             x += 1.2

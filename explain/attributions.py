@@ -129,7 +129,9 @@ def attribute(
     raw = raw.detach()[0].float().cpu()
     if progress is not None:
         progress(1.0, f"{method.label}: done")
-    used = {k: settings[k] for k in _USED[method]} | ({"nt_samples": settings["nt_samples"], "stdevs": settings["stdevs"]} if noise_tunnel else {})
+    used = {k: settings[k] for k in _USED[method]} | (
+        {"nt_samples": settings["nt_samples"], "stdevs": settings["stdevs"]} if noise_tunnel else {}
+    )
     return Attribution(
         method=method,
         target=target,
@@ -158,7 +160,9 @@ def _algorithm(model: nn.Module, method: Method, s: dict[str, Any], x: Tensor):
         return Saliency(model), dict(abs=True)
     if method is Method.OCCLUSION:
         w, st = s["window"], s["stride"]
-        kwargs = dict(sliding_window_shapes=(3, w, w), strides=(3, st, st), baselines=0.0, perturbations_per_eval=s["perturbations_per_eval"])
+        kwargs = dict(
+            sliding_window_shapes=(3, w, w), strides=(3, st, st), baselines=0.0, perturbations_per_eval=s["perturbations_per_eval"]
+        )
         return Occlusion(model), kwargs
     layer = model.get_submodule(s["layer"])
     return GuidedGradCam(model, layer), {}

@@ -99,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="data", help="--featureviz: CIFAR-10 folder for dataset examples")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
-    print(f"device={device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"))
+    print(
+        f"device={device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)")
+    )
     if args.featureviz:
         from .featureviz import bench as bench_featureviz
 

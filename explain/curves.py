@@ -14,7 +14,12 @@ import plotly.graph_objects as go
 
 __all__ = ["ema", "downsample", "training_figure", "LOSS_SERIES"]
 
-LOSS_SERIES = {"loss": ("total", "#111827"), "loss_main": ("main", "#6366f1"), "loss_aux1": ("aux1", "#14b8a6"), "loss_aux2": ("aux2", "#f59e0b")}
+LOSS_SERIES = {
+    "loss": ("total", "#111827"),
+    "loss_main": ("main", "#6366f1"),
+    "loss_aux1": ("aux1", "#14b8a6"),
+    "loss_aux2": ("aux2", "#f59e0b"),
+}
 _GRID = dict(showgrid=True, gridcolor="#e5e7eb", zeroline=False, showline=True, linecolor="#9ca3af")
 ACC_SERIES = {"acc_main": ("main", "#6366f1"), "acc_aux1": ("aux1", "#14b8a6"), "acc_aux2": ("aux2", "#f59e0b")}
 
@@ -78,14 +83,33 @@ def training_figure(
             continue
         xs, ys = downsample(x, ema(np.nan_to_num(y, nan=0.0), smoothing), max_points)
         data.append(
-            dict(type="scattergl", mode="lines", x=xs, y=np.round(ys, 5), name=f"{label} loss", line=dict(color=color, width=2 if key == "loss" else 1.4), legendgroup=label)
+            dict(
+                type="scattergl",
+                mode="lines",
+                x=xs,
+                y=np.round(ys, 5),
+                name=f"{label} loss",
+                line=dict(color=color, width=2 if key == "loss" else 1.4),
+                legendgroup=label,
+            )
         )
     for key, (label, color) in ACC_SERIES.items():
         points = [(e["epoch"], e[key]) for e in epochs if e.get(key) is not None]
         if points:
             ex, ey = zip(*points)
             data.append(
-                dict(type="scatter", mode="lines+markers", x=ex, y=ey, name=f"{label} accuracy", xaxis="x2", yaxis="y2", line=dict(color=color), legendgroup=label, showlegend=True)
+                dict(
+                    type="scatter",
+                    mode="lines+markers",
+                    x=ex,
+                    y=ey,
+                    name=f"{label} accuracy",
+                    xaxis="x2",
+                    yaxis="y2",
+                    line=dict(color=color),
+                    legendgroup=label,
+                    showlegend=True,
+                )
             )
     layout = dict(
         template="none",  # plotly's default template adds 6.5 KB of JSON to every figure

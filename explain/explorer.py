@@ -271,9 +271,7 @@ class Explorer:
             total = sum(abs(contributions[f"{name}.{b}"]) for b in BRANCHES) or 1.0
             for b in BRANCHES:
                 shares[f"{name}.{b}"] = contributions[f"{name}.{b}"] / total
-        probabilities = {
-            head: out[0].detach().float().softmax(0).cpu() for head, out in zip(HEADS, outputs) if out is not None
-        }
+        probabilities = {head: out[0].detach().float().softmax(0).cpu() for head, out in zip(HEADS, outputs) if out is not None}
         return Exploration(
             key=key,
             model_name=self.loaded.name,
@@ -405,9 +403,7 @@ class Explorer:
     def _topk_from_probs(self, probabilities: Tensor, k: int) -> list[Prediction]:
         k = max(1, min(int(k), len(self.loaded.classes)))
         top = probabilities.topk(k)
-        return [
-            Prediction(self.loaded.classes[int(i)], int(i), float(p)) for p, i in zip(top.values, top.indices)
-        ]
+        return [Prediction(self.loaded.classes[int(i)], int(i), float(p)) for p, i in zip(top.values, top.indices)]
 
 
 def explore(model_or_loaded: Loaded | GoogLeNet, image: object, target: int | str | None = None, topk: int = 5) -> Exploration:

@@ -364,7 +364,12 @@ def _cache_path(loaded: Loaded, fingerprint: str) -> Path:
 
 def save_index(index: ExampleIndex, path: Path) -> Path:
     tensors: dict[str, Tensor] = {}
-    for name, table in (("top_images", index.top_images), ("top_values", index.top_values), ("top_positions", index.top_positions), ("class_means", index.class_means)):
+    for name, table in (
+        ("top_images", index.top_images),
+        ("top_values", index.top_values),
+        ("top_positions", index.top_positions),
+        ("class_means", index.class_means),
+    ):
         for m, tensor in table.items():
             tensors[f"{name}.{m}"] = tensor.contiguous()
     metadata = {
@@ -467,10 +472,23 @@ def gallery_figure(rows: list[tuple[str, list[np.ndarray]]], tile: int = 64) -> 
     sheet = Image.new("RGB", (cols * (tile + gap), len(rows) * (tile + gap)), (255, 255, 255))
     for r, (_, images) in enumerate(rows):
         for c, image in enumerate(images):
-            sheet.paste(Image.fromarray(image).resize((tile, tile), Image.Resampling.NEAREST if image.shape[0] < tile else Image.Resampling.BILINEAR), (c * (tile + gap), r * (tile + gap)))
+            sheet.paste(
+                Image.fromarray(image).resize(
+                    (tile, tile), Image.Resampling.NEAREST if image.shape[0] < tile else Image.Resampling.BILINEAR
+                ),
+                (c * (tile + gap), r * (tile + gap)),
+            )
     data = [
         dict(type="image", source=_jpeg_uri(sheet), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"),
-        dict(type="scatter", mode="text", x=[-4] * len(rows), y=[r * (tile + gap) + tile / 2 for r in range(len(rows))], text=[title for title, _ in rows], textposition="middle left", hoverinfo="skip"),
+        dict(
+            type="scatter",
+            mode="text",
+            x=[-4] * len(rows),
+            y=[r * (tile + gap) + tile / 2 for r in range(len(rows))],
+            text=[title for title, _ in rows],
+            textposition="middle left",
+            hoverinfo="skip",
+        ),
     ]
     layout = dict(
         template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
@@ -565,7 +583,9 @@ class Microscope:
             examples = crops(index, images, branch, channel, count=5)
             rows.append((f"ch {channel}", [picture, *examples]))
         figure = gallery_figure(rows)
-        figure.update_layout(title=dict(text=f"{branch}: feature visualization, then top examples from {description}", x=0.5, font=dict(size=13)))
+        figure.update_layout(
+            title=dict(text=f"{branch}: feature visualization, then top examples from {description}", x=0.5, font=dict(size=13))
+        )
         return figure
 
     def module_gallery(self, module: str, per_branch: int = 4, progress=None, stop=None) -> go.Figure:

@@ -225,7 +225,9 @@ def atlas_figure(
     )  # fmt: skip
     if highlight in cell:
         x, y = grid.origin(cell[highlight])
-        layout["shapes"] = [dict(type="rect", x0=x - 1, y0=y - 1, x1=x + grid.side + 1, y1=y + grid.side + 1, line=dict(color="#22c55e", width=3))]
+        layout["shapes"] = [
+            dict(type="rect", x0=x - 1, y0=y - 1, x1=x + grid.side + 1, y1=y + grid.side + 1, line=dict(color="#22c55e", width=3))
+        ]
     return grid.figure(layout, left=grid.side * 0.85, top=grid.side * 0.3)
 
 
@@ -253,11 +255,33 @@ def _heads(predictions: dict, target: int | None, bar_color: str, target_color: 
             )
         )  # fmt: skip
         x0 = i * (width + gap)
-        layout[f"xaxis{suffix}"] = dict(domain=[x0, x0 + width], range=[0, 1], tickformat=".0%", anchor=f"y{suffix}", fixedrange=True, showgrid=True, gridcolor="#e5e7eb")
+        layout[f"xaxis{suffix}"] = dict(
+            domain=[x0, x0 + width],
+            range=[0, 1],
+            tickformat=".0%",
+            anchor=f"y{suffix}",
+            fixedrange=True,
+            showgrid=True,
+            gridcolor="#e5e7eb",
+        )
         layout[f"yaxis{suffix}"] = dict(anchor=f"x{suffix}", automargin=True, fixedrange=True)
-        annotations.append(dict(text=f"<b>{HEAD_TITLES[head]}</b>", x=x0 + width / 2, y=1.02, xref="paper", yref="paper", yanchor="bottom", showarrow=False))
+        annotations.append(
+            dict(
+                text=f"<b>{HEAD_TITLES[head]}</b>", x=x0 + width / 2, y=1.02, xref="paper", yref="paper", yanchor="bottom", showarrow=False
+            )
+        )
     title = dict(text="Top predictions of the main head and of the two auxiliary classifiers", x=0.5, y=0.99, font=dict(size=13))
-    layout.update(template="none", title=title, annotations=annotations, height=280, margin=dict(l=8, r=8, t=60, b=28), font=_FONT, bargap=0.25, paper_bgcolor="white", plot_bgcolor="white")
+    layout.update(
+        template="none",
+        title=title,
+        annotations=annotations,
+        height=280,
+        margin=dict(l=8, r=8, t=60, b=28),
+        font=_FONT,
+        bargap=0.25,
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+    )
     return go.Figure(data=data, layout=layout)
 
 
@@ -339,7 +363,10 @@ def attribution_figure(attribution: Attribution, image: np.ndarray, colorscale: 
 
 def ablation_figure(ablation: Ablation) -> go.Figure:
     """Change of the target's probability in each head when branches are knocked out."""
-    labels = [" + ".join(k.branches) if len(k.branches) <= 2 else f"{k.branches[0].split('.')[0]} ({len(k.branches)} branches)" for k in ablation.knockouts]
+    labels = [
+        " + ".join(k.branches) if len(k.branches) <= 2 else f"{k.branches[0].split('.')[0]} ({len(k.branches)} branches)"
+        for k in ablation.knockouts
+    ]
     colors = {"main": "#6366f1", "aux1": "#14b8a6", "aux2": "#f59e0b"}
     data = [
         dict(

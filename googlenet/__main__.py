@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import signal
-from dataclasses import replace
-
-import torch
 import sys
 import threading
-from dataclasses import fields
+from dataclasses import fields, replace
 
+import torch
 from tqdm import tqdm
 
 from .data import DataError, download_cifar10
@@ -113,7 +111,13 @@ def _train(args) -> int:
             print(f"run {event.out} on {event.device}: {event.params:,} parameters (width {width}), "
                   f"{event.total_steps} steps of {event.config['batch_size']}")  # fmt: skip
             # In a log file (not a terminal) redraw every 30 s instead of ten times a second.
-            bar = tqdm(total=event.total_steps, initial=event.start_step, unit="step", dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30)
+            bar = tqdm(
+                total=event.total_steps,
+                initial=event.start_step,
+                unit="step",
+                dynamic_ncols=True,
+                mininterval=0.1 if sys.stderr.isatty() else 30,
+            )
         elif isinstance(event, StepEvent) and bar is not None:
             bar.update(event.step - bar.n)
             bar.set_postfix(epoch=f"{event.epoch:.2f}", loss=f"{event.loss:.3f}", lr=f"{event.lr:.3g}", img_s=f"{event.images_per_s:.0f}")
@@ -158,7 +162,12 @@ def _export(args) -> int:
     model, meta = read_checkpoint(args.checkpoint)
     out = save_checkpoint(args.out, model, meta, dtype=None if args.fp32 else torch.float16)
     result = evaluate_checkpoint(out, args.data)
-    training = {**meta.training, "accuracy": result.accuracy, "exported_from": str(args.checkpoint), "dtype": "float32" if args.fp32 else "float16"}
+    training = {
+        **meta.training,
+        "accuracy": result.accuracy,
+        "exported_from": str(args.checkpoint),
+        "dtype": "float32" if args.fp32 else "float16",
+    }
     save_checkpoint(out, model, replace(meta, training=training), dtype=None if args.fp32 else torch.float16)
     _print_heads(result)
     print(f"bytes={out.stat().st_size}")

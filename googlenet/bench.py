@@ -33,7 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     device = pick_device(args.device)
-    print(f"device={device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"))
+    print(
+        f"device={device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)")
+    )
     if args.inference:
         return _inference(device, args.runs)
     return _training(device, args)
@@ -89,7 +92,10 @@ def _training(device: torch.device, args) -> int:
     engine_224 = _engine(data, device, steps, batch, preset="guide")
     print(f"engine_guide_preset_224_images_per_s={engine_224:.1f}  (same network and recipe at 224, on-device data and augmentation)")
     engine_fast = _engine(data, device, steps, batch, preset="fast", width=1.0)
-    print(f"engine_fast_preset_images_per_s={engine_fast:.1f}  (CIFAR stem at 32×32, BN, channels_last" + (", bf16)" if device.type == "cuda" else ")"))
+    print(
+        f"engine_fast_preset_images_per_s={engine_fast:.1f}  (CIFAR stem at 32×32, BN, channels_last"
+        + (", bf16)" if device.type == "cuda" else ")")
+    )
     n = 50_000
     print(f"full_cifar10_epoch_seconds_fast={n / engine_fast:.1f}  (50,000 images at this rate)")
     print(f"speedup_224={engine_224 / guide:.2f}")

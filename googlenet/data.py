@@ -262,7 +262,6 @@ class DeviceBatches:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-
     def _cutout(self, x: Tensor, side: int, generator: torch.Generator) -> Tensor:
         """Zero (the mean colour, after normalisation) a side×side square per image, clipped at the border."""
         n, _, h, w = x.shape

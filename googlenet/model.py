@@ -153,9 +153,7 @@ class GoogLeNet(nn.Module):
         branch3_kernel: int | None = None,
     ) -> None:
         super().__init__()
-        self.config = GoogLeNetConfig(
-            num_classes, aux_logits, batch_norm, stem, width, dropout, aux_dropout, branch3_kernel
-        )
+        self.config = GoogLeNetConfig(num_classes, aux_logits, batch_norm, stem, width, dropout, aux_dropout, branch3_kernel)
         self.aux_logits = aux_logits
 
         def ch(channels: int) -> int:
@@ -398,4 +396,3 @@ def branch_kernel(model: GoogLeNet, name: str) -> str:
     if any(isinstance(m, nn.MaxPool2d) for m in module.modules()):
         return f"pool→{sizes}"
     return sizes
-

@@ -37,12 +37,10 @@ PAPER_GROUPS = {"conv3": ("conv2", "conv3")}
 
 PAPER_NOTES = (
     "Paper: Szegedy et al. 2015, Table 1 (about 6.8 M parameters, 1.5 G multiply-adds at 224×224).",
-    "BatchNorm (torchvision layout) adds 2 parameters per channel and drops conv biases; "
-    "the paper's network had biases and no BN.",
+    "BatchNorm (torchvision layout) adds 2 parameters per channel and drops conv biases; the paper's network had biases and no BN.",
     "torchvision's branch3 uses a 3×3 kernel where the paper has 5×5 (pytorch/vision#906): fewer "
     "parameters in every inception module. batch_norm=False builds the paper's 5×5.",
-    "The paper's conv1 figures (2.7K, 34M) do not match a 7×7×3→64 convolution "
-    "(9.4K, 118M at 112×112); the paper gives no reason.",
+    "The paper's conv1 figures (2.7K, 34M) do not match a 7×7×3→64 convolution (9.4K, 118M at 112×112); the paper gives no reason.",
     "The aux heads run only in training (or with aux=True): their multiply-adds are not in the total.",
 )
 
@@ -91,7 +89,9 @@ class Summary:
             )
         lines.append("-" * len(header))
         lines.append(f"total params      {self.total_params:>14,}   (paper: ~6.8 M without aux heads)")
-        lines.append(f"main-path MACs    {self.main_macs:>14,}   ({self.main_macs / 1e9:.3f} G at {self.input_size}×{self.input_size}; paper: ~1.5 G)")
+        lines.append(
+            f"main-path MACs    {self.main_macs:>14,}   ({self.main_macs / 1e9:.3f} G at {self.input_size}×{self.input_size}; paper: ~1.5 G)"
+        )
         lines.append(f"aux-head MACs     {self.aux_macs:>14,}   (training only)")
         return "\n".join(lines + [""] + [f"* {note}" for note in PAPER_NOTES])
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .data import Augment, CIFAR10, DeviceBatches, read_cifar10
+from .data import CIFAR10, Augment, DeviceBatches, read_cifar10
 from .model import GoogLeNet, GoogLeNetOutputs
 from .weights import (
     CIFAR10_MEAN,
@@ -173,7 +173,9 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
         if self.stem == "imagenet" and self.input_size < 64:
-            raise ValueError(f"the imagenet stem down-samples 8× before inception3a; use input_size ≥ 64 (got {self.input_size}) or stem='cifar'")
+            raise ValueError(
+                f"the imagenet stem down-samples 8× before inception3a; use input_size ≥ 64 (got {self.input_size}) or stem='cifar'"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -293,9 +295,7 @@ class Trainer:
         self._data = data
         self.model: GoogLeNet | None = None  # the trained model once run() returns (train mode)
 
-    def run(
-        self, on_event: Callable[[Event], None] | None = None, stop: threading.Event | None = None
-    ) -> EndEvent:
+    def run(self, on_event: Callable[[Event], None] | None = None, stop: threading.Event | None = None) -> EndEvent:
         """Train until the last epoch, ``max_steps`` or ``stop``; return the final event.
 
         Raises :class:`TrainingDiverged` on a non-finite loss (after the end event; the last

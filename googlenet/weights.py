@@ -177,9 +177,7 @@ def runs_dir() -> Path:
 # -- checkpoints ----------------------------------------------------------------------------
 
 
-def save_checkpoint(
-    path: str | os.PathLike, model: nn.Module, meta: CheckpointMeta, dtype: torch.dtype | None = None
-) -> Path:
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointMeta, dtype: torch.dtype | None = None) -> Path:
     """Write ``model``'s weights and ``meta`` to a safetensors file, atomically.
 
     The file is written beside its target under a temporary name, flushed to disk and renamed
@@ -260,8 +258,7 @@ def read_meta(path: str | os.PathLike) -> tuple[GoogLeNetConfig, CheckpointMeta]
         raise CheckpointError(f"{path.name}: invalid metadata ({error})") from None
     if len(meta.classes) != config.num_classes:
         raise CheckpointError(
-            f"{path.name}: class count mismatch: {len(meta.classes)} class names but the model "
-            f"config has {config.num_classes} outputs"
+            f"{path.name}: class count mismatch: {len(meta.classes)} class names but the model config has {config.num_classes} outputs"
         )
     return config, meta
 
@@ -279,9 +276,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[GoogLeNet, CheckpointMeta]
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong_shape = [
-        f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in tensors and tensors[k].shape != v.shape
+        f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape
     ]
     if missing or unexpected or wrong_shape:
         parts = []
@@ -344,11 +339,7 @@ def find_checkpoints(root: str | os.PathLike | None = None) -> list[Path]:
     root = Path(root) if root is not None else runs_dir()
     if not root.is_dir():
         return []
-    found = [
-        p
-        for p in root.glob("*/*.safetensors")
-        if p.is_file() and is_checkpoint_name(p.name)
-    ]
+    found = [p for p in root.glob("*/*.safetensors") if p.is_file() and is_checkpoint_name(p.name)]
     return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
 
 
@@ -506,4 +497,3 @@ def _display_name(path: Path) -> str:
         return str(path.resolve().relative_to(runs))
     except ValueError:
         return path.name
-

@@ -27,7 +27,14 @@ def client():
     demo = app.build()
     demo.queue(default_concurrency_limit=2, max_size=128)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, max_file_size="5mb", allowed_paths=[str(app.ASSETS)])
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        max_file_size="5mb",
+        allowed_paths=[str(app.ASSETS)],
+    )
     try:
         yield Client(f"http://127.0.0.1:{port}/", verbose=False)
     finally:
@@ -37,9 +44,9 @@ def client():
 
 
 def call(client, *args, api_name):
-    from gradio_client import handle_file
-
     import os
+
+    from gradio_client import handle_file
 
     return client.predict(*[handle_file(a) if isinstance(a, str) and os.path.isfile(a) else a for a in args], api_name=api_name)
 
@@ -58,7 +65,9 @@ def test_classify_returns_all_three_heads(client):
 
 
 def test_explore_returns_the_figures(client):
-    heads, atlas, contributions, channels, summary, target, branch = call(client, EXAMPLE, "random", "(top class)", "cam", "Inferno", 0.6, "inception4c.branch2", api_name="/explore")
+    heads, atlas, contributions, channels, summary, target, branch = call(
+        client, EXAMPLE, "random", "(top class)", "cam", "Inferno", 0.6, "inception4c.branch2", api_name="/explore"
+    )
     import json
 
     atlas_figure = json.loads(atlas["plot"])
@@ -123,7 +132,17 @@ def test_a_checkpoint_in_the_runs_folder_is_offered_and_explorable(client):
     small_checkpoint(runs_dir() / "mini" / "last.safetensors")
     values = [v for _, v in app.HUB.choices()]
     assert "runs:mini/last.safetensors" in values
-    heads, atlas, *_ = call(client, "assets/examples/cifar/cat-1.png", "runs:mini/last.safetensors", "cat", "signed", "Viridis", 0.4, "inception5b.branch1", api_name="/explore")
+    heads, atlas, *_ = call(
+        client,
+        "assets/examples/cifar/cat-1.png",
+        "runs:mini/last.safetensors",
+        "cat",
+        "signed",
+        "Viridis",
+        0.4,
+        "inception5b.branch1",
+        api_name="/explore",
+    )
     assert "cat" in heads["plot"]
 
 

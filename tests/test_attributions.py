@@ -4,7 +4,6 @@ import torch
 from captum.attr import IntegratedGradients
 
 from explain import Explorer, Method
-from explain.attributions import attribute
 from tests.test_explorer import make_loaded
 
 
@@ -22,7 +21,9 @@ def picture():
 @pytest.mark.parametrize("noise_tunnel", [False, True])
 def test_every_method_gives_a_finite_map_with_progress(explorer, picture, method, noise_tunnel):
     reports = []
-    result = explorer.attribute(picture, method, target=2, noise_tunnel=noise_tunnel, progress=lambda f, m: reports.append(f), nt_samples=2, n_steps=8)
+    result = explorer.attribute(
+        picture, method, target=2, noise_tunnel=noise_tunnel, progress=lambda f, m: reports.append(f), nt_samples=2, n_steps=8
+    )
     assert result.map.shape == (32, 32) and result.raw.shape == (3, 32, 32)
     assert torch.isfinite(result.map).all() and result.map.abs().sum() > 0
     assert result.target == 2 and result.target_name == "bird" and result.method is method
@@ -39,7 +40,9 @@ def test_integrated_gradients_is_captums_and_complete(explorer, picture):
     assert result.target == exploration.target
     model = explorer._captum_model
     x = exploration.input
-    reference, delta = IntegratedGradients(model).attribute(x, torch.zeros_like(x), target=result.target, n_steps=64, internal_batch_size=16, return_convergence_delta=True)
+    reference, delta = IntegratedGradients(model).attribute(
+        x, torch.zeros_like(x), target=result.target, n_steps=64, internal_batch_size=16, return_convergence_delta=True
+    )
     assert torch.allclose(result.raw, reference[0], atol=1e-5)
     with torch.no_grad():
         gap = float(model(x)[0, result.target] - model(torch.zeros_like(x))[0, result.target])

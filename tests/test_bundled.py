@@ -1,6 +1,5 @@
 """The small CIFAR-10 model shipped in assets/models/: present, small, described, and as good as it says."""
 
-import pytest
 import torch
 from safetensors import safe_open
 

@@ -77,7 +77,9 @@ def test_download_uses_torchvisions_checksummed_archive(tmp_path, monkeypatch):
     monkeypatch.setattr(utils, "download_and_extract_archive", lambda url, root, filename, md5: calls.append((url, filename, md5)))
     with pytest.raises(DataError, match="fails its MD5 check"):
         download_cifar10(tmp_path)  # the fake download wrote nothing, so the check must fail
-    assert calls == [("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")]
+    assert calls == [
+        ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")
+    ]
 
 
 def test_download_offline_gives_a_clear_error(tmp_path, monkeypatch):

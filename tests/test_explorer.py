@@ -41,7 +41,14 @@ def photo():
     return np.clip(base + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8)
 
 
-BRANCHES_TO_CHECK = ["inception3a.branch1", "inception3b.branch3", "inception4a.branch2", "inception4c.branch4", "inception4e.branch3", "inception5b.branch2"]
+BRANCHES_TO_CHECK = [
+    "inception3a.branch1",
+    "inception3b.branch3",
+    "inception4a.branch2",
+    "inception4c.branch4",
+    "inception4e.branch3",
+    "inception5b.branch2",
+]
 
 
 @pytest.mark.parametrize("stem", ["imagenet", "cifar"])
@@ -98,7 +105,9 @@ def test_predictions_equal_the_heads_run_directly(imagenet_stem, photo):
     model = imagenet_stem.model
     with torch.no_grad():
         feats = {}
-        hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: feats.__setitem__(n, o)) for n in ("inception4a", "inception4d")]
+        hooks = [
+            getattr(model, n).register_forward_hook(lambda m, i, o, n=n: feats.__setitem__(n, o)) for n in ("inception4a", "inception4d")
+        ]
         logits = model(e.input)
         for h in hooks:
             h.remove()

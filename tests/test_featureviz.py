@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from explain.featureviz import Cancelled, FourierImage, build_index, crops, load_or_build_index, selectivity_index, specialization_figure, visualize
+from explain.featureviz import (
+    Cancelled,
+    FourierImage,
+    build_index,
+    crops,
+    load_or_build_index,
+    selectivity_index,
+    specialization_figure,
+    visualize,
+)
 from googlenet.model import GoogLeNet
 from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, find_checkpoints, load_model, runs_dir, save_checkpoint
 from tests.conftest import randomize_bn
@@ -26,9 +35,11 @@ def checkpoint(tmp_path_factory, cifar):
         path = tmp_path_factory.mktemp("fv") / "model.safetensors"
         path.write_bytes(BUNDLED_MODEL.read_bytes())
         return path
-    small = CIFAR10(cifar.train_images[:2048], cifar.train_labels[:2048], cifar.test_images[:128], cifar.test_labels[:128], cifar.classes, cifar.root)
+    small = CIFAR10(
+        cifar.train_images[:2048], cifar.train_labels[:2048], cifar.test_images[:128], cifar.test_labels[:128], cifar.classes, cifar.root
+    )
     out = tmp_path_factory.mktemp("fv") / "run"
-    end = Trainer(TrainConfig(out=str(out), epochs=2, width=0.125, batch_size=64, seed=0), data=small).run()
+    Trainer(TrainConfig(out=str(out), epochs=2, width=0.125, batch_size=64, seed=0), data=small).run()
     path = out / "model.safetensors"
     path.write_bytes((out / "last.safetensors").read_bytes())
     return path
@@ -100,7 +111,10 @@ def test_index_equals_brute_force(loaded, cifar):
     images, labels = cifar.test_images[:40], cifar.test_labels[:40]
     index = build_index(loaded, images, labels, k=3, batch_size=16)
     captured = {}
-    hooks = [loaded.model.get_submodule(m).register_forward_hook(lambda mod, i, o, m=m: captured.__setitem__(m, o)) for m in ("inception3a", "inception5b")]
+    hooks = [
+        loaded.model.get_submodule(m).register_forward_hook(lambda mod, i, o, m=m: captured.__setitem__(m, o))
+        for m in ("inception3a", "inception5b")
+    ]
     mean = torch.tensor(loaded.mean).view(1, 3, 1, 1)
     std = torch.tensor(loaded.std).view(1, 3, 1, 1)
     with torch.no_grad():

@@ -1,10 +1,16 @@
-import json
-
 import numpy as np
 import pytest
 
 from explain import Explorer, Method
-from explain.figures import ablation_figure, atlas_figure, attribution_figure, channels_figure, contributions_figure, heads_figure, map_range
+from explain.figures import (
+    ablation_figure,
+    atlas_figure,
+    attribution_figure,
+    channels_figure,
+    contributions_figure,
+    heads_figure,
+    map_range,
+)
 from googlenet.model import BRANCHES, INCEPTION_MODULES
 from tests.test_explorer import make_loaded
 

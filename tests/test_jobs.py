@@ -1,5 +1,4 @@
 import json
-import threading
 
 import pytest
 
@@ -35,8 +34,33 @@ def test_a_new_process_shows_the_last_runs_curves():
     run = runs_dir() / "old-run"
     run.mkdir(parents=True)
     lines = [
-        {"kind": "start", "run": "old-run", "out": str(run), "device": "cpu", "steps_per_epoch": 10, "total_steps": 20, "start_step": 0, "params": 1, "config": {}},
-        *({"kind": "step", "step": i, "epoch": i / 10, "loss": 2.0, "loss_main": 1.5, "loss_aux1": 2.1, "loss_aux2": 2.2, "lr": 0.1, "images_per_s": 100.0, "elapsed": i, "eta": 1.0} for i in range(1, 8)),
+        {
+            "kind": "start",
+            "run": "old-run",
+            "out": str(run),
+            "device": "cpu",
+            "steps_per_epoch": 10,
+            "total_steps": 20,
+            "start_step": 0,
+            "params": 1,
+            "config": {},
+        },
+        *(
+            {
+                "kind": "step",
+                "step": i,
+                "epoch": i / 10,
+                "loss": 2.0,
+                "loss_main": 1.5,
+                "loss_aux1": 2.1,
+                "loss_aux2": 2.2,
+                "lr": 0.1,
+                "images_per_s": 100.0,
+                "elapsed": i,
+                "eta": 1.0,
+            }
+            for i in range(1, 8)
+        ),
     ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"kind": "step", "ste')  # torn last line
     assert latest_run() == run

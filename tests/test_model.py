@@ -56,7 +56,10 @@ def test_aux_heads_match_torchvision_in_training_mode():
     with torch.no_grad():
         out = model(x, aux=True)
         feats = {}
-        hooks = [getattr(reference, n).register_forward_hook(lambda m, i, o, n=n: feats.__setitem__(n, o)) for n in ("inception4a", "inception4d")]
+        hooks = [
+            getattr(reference, n).register_forward_hook(lambda m, i, o, n=n: feats.__setitem__(n, o))
+            for n in ("inception4a", "inception4d")
+        ]
         reference(x)
         for h in hooks:
             h.remove()
@@ -130,9 +133,21 @@ class GuideInception(nn.Module):
     def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
         super().__init__()
         self.branch1 = nn.Sequential(nn.Conv2d(in_channels, ch1x1, kernel_size=1), nn.ReLU(inplace=True))
-        self.branch2 = nn.Sequential(nn.Conv2d(in_channels, ch3x3red, kernel_size=1), nn.ReLU(inplace=True), nn.Conv2d(ch3x3red, ch3x3, kernel_size=3, padding=1), nn.ReLU(inplace=True))
-        self.branch3 = nn.Sequential(nn.Conv2d(in_channels, ch5x5red, kernel_size=1), nn.ReLU(inplace=True), nn.Conv2d(ch5x5red, ch5x5, kernel_size=5, padding=2), nn.ReLU(inplace=True))
-        self.branch4 = nn.Sequential(nn.MaxPool2d(kernel_size=3, stride=1, padding=1), nn.Conv2d(in_channels, pool_proj, kernel_size=1), nn.ReLU(inplace=True))
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(in_channels, ch3x3red, kernel_size=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(ch3x3red, ch3x3, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        self.branch3 = nn.Sequential(
+            nn.Conv2d(in_channels, ch5x5red, kernel_size=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(ch5x5red, ch5x5, kernel_size=5, padding=2),
+            nn.ReLU(inplace=True),
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1), nn.Conv2d(in_channels, pool_proj, kernel_size=1), nn.ReLU(inplace=True)
+        )
 
     def forward(self, x):
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
@@ -158,8 +173,13 @@ class GuideGoogLeNet(nn.Module):
     def __init__(self, num_classes=10):
         super().__init__()
         self.pre_layers = nn.Sequential(
-            nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1),
-            nn.Conv2d(64, 64, kernel_size=1), nn.ReLU(inplace=True), nn.Conv2d(64, 192, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+            nn.Conv2d(64, 64, kernel_size=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(64, 192, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
         self.a3, self.b3 = GuideInception(192, 64, 96, 128, 16, 32, 32), GuideInception(256, 128, 128, 192, 32, 96, 64)
@@ -187,8 +207,25 @@ class GuideGoogLeNet(nn.Module):
 def _guide_to_ours(guide_state: dict) -> dict:
     """Map the guide's parameter names onto torchvision's (conv1.conv.weight, …)."""
     stem = {"pre_layers.0": "conv1.conv", "pre_layers.3": "conv2.conv", "pre_layers.5": "conv3.conv"}
-    modules = {"a3": "inception3a", "b3": "inception3b", "a4": "inception4a", "b4": "inception4b", "c4": "inception4c", "d4": "inception4d", "e4": "inception4e", "a5": "inception5a", "b5": "inception5b"}
-    seq = {"branch1.0": "branch1.conv", "branch2.0": "branch2.0.conv", "branch2.2": "branch2.1.conv", "branch3.0": "branch3.0.conv", "branch3.2": "branch3.1.conv", "branch4.1": "branch4.1.conv"}
+    modules = {
+        "a3": "inception3a",
+        "b3": "inception3b",
+        "a4": "inception4a",
+        "b4": "inception4b",
+        "c4": "inception4c",
+        "d4": "inception4d",
+        "e4": "inception4e",
+        "a5": "inception5a",
+        "b5": "inception5b",
+    }
+    seq = {
+        "branch1.0": "branch1.conv",
+        "branch2.0": "branch2.0.conv",
+        "branch2.2": "branch2.1.conv",
+        "branch3.0": "branch3.0.conv",
+        "branch3.2": "branch3.1.conv",
+        "branch4.1": "branch4.1.conv",
+    }
     out = {}
     for key, value in guide_state.items():
         prefix, _, param = key.rpartition(".")

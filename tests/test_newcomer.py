@@ -38,11 +38,19 @@ def test_readme_install_and_run_in_a_fresh_clone(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "GOOGLENET_OFFLINE": "1", "GOOGLENET_RUNS": str(tmp_path / "runs")}
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GOOGLENET_OFFLINE": "1",
+        "GOOGLENET_RUNS": str(tmp_path / "runs"),
+    }
     env.pop("VIRTUAL_ENV", None)
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if "venv" not in p)
     log = open(tmp_path / "newcomer.log", "w")
-    proc = subprocess.Popen(["bash", "-c", readme_commands()[0]], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", readme_commands()[0]], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.time() + 900  # a cold pip install of torch takes minutes
         while time.time() < deadline:

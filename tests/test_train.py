@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def small(cifar):
     """512 training and 256 test images of the real subset: enough to check the mechanics."""
-    return CIFAR10(cifar.train_images[:512], cifar.train_labels[:512], cifar.test_images[:256], cifar.test_labels[:256], cifar.classes, cifar.root)
+    return CIFAR10(
+        cifar.train_images[:512], cifar.train_labels[:512], cifar.test_images[:256], cifar.test_labels[:256], cifar.classes, cifar.root
+    )
 
 
 def tiny(out, **overrides):
@@ -45,7 +47,9 @@ def test_width_quarter_learns_well_above_chance(cifar, tmp_path, capsys):
     assert end.status == "finished"
     accuracy = end.accuracy["main"]
     with capsys.disabled():
-        print(f"\n[report] width 0.25, 2 epochs on the 4,068-image subset: test accuracy main={accuracy:.3f} aux1={end.accuracy['aux1']:.3f} aux2={end.accuracy['aux2']:.3f} in {end.seconds:.0f} s")
+        print(
+            f"\n[report] width 0.25, 2 epochs on the 4,068-image subset: test accuracy main={accuracy:.3f} aux1={end.accuracy['aux1']:.3f} aux2={end.accuracy['aux2']:.3f} in {end.seconds:.0f} s"
+        )
     assert accuracy >= 0.30
     # what the app and the CLI show: step and epoch events, also in metrics.jsonl
     steps = [e for e in events if isinstance(e, StepEvent)]
@@ -139,7 +143,13 @@ def test_guide_preset_is_the_guides_recipe(small, tmp_path):
     config = TrainConfig(preset="guide", out=str(tmp_path / "g"), max_steps=1, batch_size=8)
     assert (config.lr, config.momentum, config.weight_decay, config.nesterov) == (0.05, 0.9, 1e-4, False)
     assert (config.schedule, config.step_size, config.gamma, config.epochs) == ("step", 30, 0.1, 100)
-    assert (config.input_size, config.normalize, config.pad_mode, config.crop_padding, config.flip) == (224, "imagenet", "constant", 4, True)
+    assert (config.input_size, config.normalize, config.pad_mode, config.crop_padding, config.flip) == (
+        224,
+        "imagenet",
+        "constant",
+        4,
+        True,
+    )
     assert (config.aux_weight, config.label_smoothing, config.stem, config.batch_norm) == (0.3, 0.0, "imagenet", False)
     assert TrainConfig(preset="guide").batch_size == 64
     from googlenet.train import _Run
@@ -215,7 +225,13 @@ def test_sigkill_during_a_checkpoint_write_never_leaves_a_corrupt_newest_checkpo
     script.write_text(KILL_SCRIPT)
     out = tmp_path / "killed"
     # epoch 1 writes state + model (2 saves); the third save (epoch 2's state file) hangs half-written
-    proc = subprocess.Popen([sys.executable, str(script), str(out), str(cifar_dir), "2"], cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out), str(cifar_dir), "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         deadline = time.time() + 240
         line = ""
@@ -263,8 +279,20 @@ def test_ddp_with_two_gloo_processes(cifar_dir, tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "ddp-run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", str(script), str(out), str(cifar_dir), str(tmp_path)]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        str(script),
+        str(out),
+        str(cifar_dir),
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
@@ -281,7 +309,9 @@ def test_ddp_with_two_gloo_processes(cifar_dir, tmp_path):
 @pytest.mark.parametrize("images", [64, 128, 256, 512])
 def test_short_runs_have_a_valid_schedule(cifar, tmp_path, images):
     """One epoch of one to eight steps: one-cycle needs room for its phases (a constant rate otherwise)."""
-    data = CIFAR10(cifar.train_images[:images], cifar.train_labels[:images], cifar.test_images[:64], cifar.test_labels[:64], cifar.classes, cifar.root)
+    data = CIFAR10(
+        cifar.train_images[:images], cifar.train_labels[:images], cifar.test_images[:64], cifar.test_labels[:64], cifar.classes, cifar.root
+    )
     end = Trainer(TrainConfig(out=str(tmp_path / f"short{images}"), epochs=1, batch_size=64, width=0.125), data=data).run()
     assert end.status == "finished" and end.step == images // 64
 
@@ -307,7 +337,13 @@ def test_pruning_keeps_epoch_one_and_the_newest_and_takes_their_microscope_cache
 
     Trainer(tiny(out, epochs=3, keep_checkpoints=1), data=small).run(add_index)
     names = sorted(p.name for p in out.glob("*.safetensors") if not p.name.startswith("state-"))
-    assert names == ["epoch-001.examples.safetensors", "epoch-001.safetensors", "epoch-003.examples.safetensors", "epoch-003.safetensors", "last.safetensors"]
+    assert names == [
+        "epoch-001.examples.safetensors",
+        "epoch-001.safetensors",
+        "epoch-003.examples.safetensors",
+        "epoch-003.safetensors",
+        "last.safetensors",
+    ]
 
 
 def test_presets_fitted_to_the_device_leave_the_guide_as_written():

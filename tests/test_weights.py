@@ -1,12 +1,11 @@
 import json
 import pickle
-import zipfile
+import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
-import urllib.error
 from safetensors.torch import load_file, save_file
 
 import googlenet.weights as weights
@@ -23,7 +22,9 @@ from googlenet.weights import (
 )
 from tests.conftest import randomize_bn
 
-META = CheckpointMeta(classes=CIFAR10_CLASSES, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=32, resize_size=32, training={"epochs": 1})
+META = CheckpointMeta(
+    classes=CIFAR10_CLASSES, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=32, resize_size=32, training={"epochs": 1}
+)
 
 
 def small_model():

@@ -36,7 +36,9 @@ def server(tmp_path_factory, cifar_dir):
     runs = tmp_path_factory.mktemp("e2e-runs")
     env = {**os.environ, "GOOGLENET_RUNS": str(runs), "GOOGLENET_DATA": str(cifar_dir), "GOOGLENET_OFFLINE": "1", "GOOGLENET_DEVICE": "cpu"}
     log = open(tmp_path_factory.mktemp("e2e-log") / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -60,7 +62,14 @@ def page(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(server)
@@ -80,7 +89,9 @@ def plot_points(page, elem_id: str) -> int:
 
 
 def traces(page, elem_id: str, kind: str) -> int:
-    return page.evaluate(f"() => {{ const p = document.querySelector('#{elem_id} .js-plotly-plot'); return p && p.data ? p.data.filter(t => t.type === '{kind}').length : -1; }}")
+    return page.evaluate(
+        f"() => {{ const p = document.querySelector('#{elem_id} .js-plotly-plot'); return p && p.data ? p.data.filter(t => t.type === '{kind}').length : -1; }}"
+    )
 
 
 ATLAS_SIGNATURE = """() => {
@@ -112,7 +123,10 @@ def test_explore_train_stop_and_explore_the_new_model(page):
     # 2. Train tab: a tiny run on the CIFAR-10 subset; the loss plot gets points while it runs
     page.get_by_role("tab", name="Train").click()
     page.click("#train-start")
-    page.wait_for_function("() => { const p = document.querySelector('#train-curves .js-plotly-plot'); return p && p._fullData && p._fullData.length && p._fullData[0].x.length >= 2; }", timeout=120_000)
+    page.wait_for_function(
+        "() => { const p = document.querySelector('#train-curves .js-plotly-plot'); return p && p._fullData && p._fullData.length && p._fullData[0].x.length >= 2; }",
+        timeout=120_000,
+    )
     assert "running" in page.inner_text("#train-status")
     page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
 
