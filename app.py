@@ -255,10 +255,7 @@ def microscope_module(model, module, progress=gr.Progress()):
 @user_errors
 @gpu
 def microscope_specialization(model, progress=gr.Progress()):
-    from explain.featureviz import specialization_figure
-
-    scope = HUB.microscope(model, DEFAULT_DATA)
-    return specialization_figure(scope.index(lambda f, msg: progress(f, desc=msg)))
+    return HUB.microscope(model, DEFAULT_DATA).specialization(lambda f, msg: progress(f, desc=msg))
 
 
 # -- Compare ---------------------------------------------------------------------------------

@@ -115,12 +115,13 @@ def hostile(url: str, workdir: Path, report: dict) -> None:
                 outcome = f"TRANSPORT {type(error).__name__}: {error}"
             _judge(case, outcome, report)
     from googlenet.model import GoogLeNet
+    from googlenet.preprocess import Preprocess
     from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, save_checkpoint
 
     good = save_checkpoint(
         workdir / "good.safetensors",
         GoogLeNet(num_classes=10, stem="cifar", width=0.125),
-        CheckpointMeta(CIFAR10_CLASSES, (0.5,) * 3, (0.25,) * 3, 32),
+        CheckpointMeta(CIFAR10_CLASSES, Preprocess(32, 32, (0.5,) * 3, (0.25,) * 3)),
     )
     big = workdir / "huge.safetensors"
     with open(big, "wb") as f:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from torch import nn
 
-from googlenet.model import BRANCHES, INCEPTION_MODULES, GoogLeNet, branch_kernel
+from googlenet.model import GoogLeNet
+from googlenet.spec import describe
 
 __all__ = ["architecture_figure"]
 
@@ -29,28 +30,19 @@ def architecture_figure(model: GoogLeNet) -> go.Figure:
         texts["text"].append(label)
         texts["hover"].append(hover)
 
+    spec = describe(model)
     x = 0.0
     centers = {}
     for name in stages:
         module = model.get_submodule(name)
-        if name in INCEPTION_MODULES:
-            for i, branch in enumerate(BRANCHES):
-                convs = [m for m in module.get_submodule(branch).modules() if isinstance(m, nn.Conv2d)]
-                kernel = branch_kernel(model, f"{name}.{branch}")
-                channels = convs[-1].out_channels
+        if name in spec.module_names:
+            for i, branch in enumerate(spec.module(name).branches):
                 y0 = 3 - i
-                box(
-                    x,
-                    y0 - 0.9,
-                    x + 1.6,
-                    y0,
-                    BRANCH_COLORS[branch],
-                    f"{kernel}<br>{channels}",
-                    f"{name}.{branch}: {kernel}, {channels} channels",
-                )
+                label, hover = f"{branch.kernel}<br>{branch.width}", f"{branch.name}: {branch.kernel}, {branch.width} channels"
+                box(x, y0 - 0.9, x + 1.6, y0, BRANCH_COLORS.get(branch.branch, "#94a3b8"), label, hover)
             texts["x"].append(x + 0.8)
             texts["y"].append(3.35)
-            texts["text"].append(f"<b>{name[9:]}</b>")
+            texts["text"].append(f"<b>{spec.module(name).short}</b>")
             texts["hover"].append(f"{name}: {sum(p.numel() for p in module.parameters()):,} parameters")
             centers[name] = x + 0.8
             x += 2.0
@@ -66,8 +58,8 @@ def architecture_figure(model: GoogLeNet) -> go.Figure:
             color = "#e2e8f0" if "pool" in name else "#cbd5e1"
             box(x, 0.6, x + 0.9, 2.6, color, f"<b>{label}</b>", f"{name}: {module}")
             x += 1.2
-    for aux, after in (("aux1", "inception4a"), ("aux2", "inception4d")):
-        if getattr(model, aux, None) is not None and after in centers:
+    for aux, after in spec.aux_taps:
+        if after in centers:
             cx = centers[after]
             box(cx - 0.8, -1.9, cx + 0.8, -0.9, "#fde68a", f"<b>{aux}</b><br>softmax", f"{aux}: auxiliary classifier on {after}'s output")
             shapes.append(dict(type="line", x0=cx, y0=-0.1, x1=cx, y1=-0.9, line=dict(color="#92400e", width=2, dash="dot")))

@@ -10,6 +10,7 @@ in this process.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -18,10 +19,15 @@ from pathlib import Path
 import torch
 from captum.attr import LayerGradCam
 
-from googlenet.model import BRANCH_NAMES, GoogLeNet
-from googlenet.weights import load_model, pick_device
+from googlenet.data import DataError, read_cifar10
+from googlenet.device import amp_dtype, pick_device
+from googlenet.model import GoogLeNet
+from googlenet.preprocess import CIFAR10
+from googlenet.weights import CIFAR10_CLASSES, Loaded, load_model, prepare_for_inference
 
+from .examples import build_index
 from .explorer import Explorer
+from .featureviz import visualize
 from .figures import atlas_figure, channels_figure, contributions_figure, heads_figure
 from .images import load_image
 
@@ -53,7 +59,7 @@ def bench_explore(runs: int, device: torch.device) -> float:
 
     def naive(net, inp):
         inp = inp.detach().clone().requires_grad_(True)
-        for name in BRANCH_NAMES:
+        for name in loaded.spec.branch_names:
             LayerGradCam(net, net.get_submodule(name)).attribute(inp, target, relu_attributions=True)
 
     naive_s = median_seconds(lambda: naive(plain, x.contiguous()), max(3, runs // 3), warmup=1)
@@ -91,12 +97,47 @@ def bench_explore(runs: int, device: torch.device) -> float:
     return naive_s / explore_s
 
 
+def bench_featureviz(device: torch.device, data: str) -> int:
+    """Seconds per channel of feature visualization, and the dataset-example index's time.
+
+    Feature visualization needs no data and always runs; the index needs the CIFAR-10 test batch
+    and is skipped, with the reason, when ``data`` does not hold it.
+    """
+    loaded = load_model("random", device=device)  # full-width ImageNet architecture
+    result = visualize(loaded, "inception4c.branch2", list(range(8)), size=128, steps=128)
+    per_channel = result.seconds / 8
+    print(f"featureviz_seconds_8_channels={result.seconds:.1f}  (inception4c.branch2, 128×128, 128 Adam steps, full width)")
+    gain = result.objective[-1] / max(abs(result.objective[0]), 1e-9)
+    print(f"featureviz_objective_first={result.objective[0]:.3f} last={result.objective[-1]:.3f} (×{gain:.1f})")
+    try:
+        cifar = read_cifar10(data)
+    except DataError as error:
+        print(f"index_skipped=no CIFAR-10 test batch ({error}); pass --data DIR or set GOOGLENET_DATA to time the dataset-example index")
+        print(f"seconds_per_channel={per_channel:.2f}")
+        return 0
+    torch.manual_seed(0)
+    model = GoogLeNet(num_classes=10, stem="cifar", width=1.0)
+    full = Loaded(prepare_for_inference(model, device), CIFAR10_CLASSES, CIFAR10, "full-width CIFAR GoogLeNet", "random")
+    what = f"{len(cifar.test_labels)} CIFAR test images, full-width CIFAR-stem model, every channel of all 36 branches"
+    exact = build_index(full, cifar.test_images, cifar.test_labels, precision="fp32")
+    print(f"index_seconds_fp32={exact.seconds:.1f}  ({what})")
+    index = build_index(full, cifar.test_images, cifar.test_labels, precision="auto")  # what the Microscope runs
+    amp = amp_dtype("auto", device)
+    print(f"index_seconds={index.seconds:.1f}  ({what}, {'bf16 autocast' if amp is not None else 'float32'}, as the Microscope runs it)")
+    print(f"seconds_per_channel={per_channel:.2f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m explain.bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--device", default=None)
     parser.add_argument("--featureviz", action="store_true", help="feature visualization and dataset-example indexing")
-    parser.add_argument("--data", default="data", help="--featureviz: CIFAR-10 folder for dataset examples")
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("GOOGLENET_DATA", "data"),
+        help="--featureviz: CIFAR-10 folder for dataset examples ($GOOGLENET_DATA)",
+    )
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     print(
@@ -104,8 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)")
     )
     if args.featureviz:
-        from .featureviz import bench as bench_featureviz
-
         return bench_featureviz(device, args.data)
     bench_explore(args.runs, device)
     return 0

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from googlenet.model import BRANCH_NAMES, BRANCHES, INCEPTION_MODULES, GoogLeNet, branch_kernel
+from googlenet.model import GoogLeNet
+from googlenet.spec import NetworkSpec
 from googlenet.weights import Loaded
 
 from .attributions import Attribution, Method, attribute, private_copy
@@ -63,7 +64,8 @@ class Exploration:
         image: the H×W×3 uint8 picture the model saw (resized and centre-cropped).
         input: the normalised 1×3×H×W input tensor (CPU).
         target: class index the gradients are taken for; ``target_name`` its label.
-        activations: ``"inception4c.branch3"`` → C×H×W for the 36 branches, and
+        spec: the network's modules, branches and heads (:class:`googlenet.spec.NetworkSpec`).
+        activations: ``"inception4c.branch3"`` → C×H×W for every branch (36 in GoogLeNet), and
             ``"inception4c"`` → the module's concatenated output (branches are views into it).
         cams: branch → H×W Grad-CAM with ReLU; ``cams_signed`` without.
         predictions: ``"main" | "aux1" | "aux2"`` → top-k :class:`Prediction` (aux heads absent when
@@ -78,6 +80,7 @@ class Exploration:
     """
 
     key: tuple
+    spec: NetworkSpec
     model_name: str
     image: np.ndarray
     input: Tensor
@@ -95,7 +98,7 @@ class Exploration:
 
     @property
     def branches(self) -> tuple[str, ...]:
-        return BRANCH_NAMES
+        return self.spec.branch_names
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class Knockout:
     """The heads' predictions with ``branches`` zeroed, and the change of the target's probability."""
 
     branches: tuple[str, ...]
+    label: str  # what was knocked out, in words: whole modules by name ("inception4c.branch2 + inception4e")
     predictions: dict[str, list[Prediction]]
     target_probability: dict[str, float]
     delta: dict[str, float]  # knocked-out minus baseline probability of the target
@@ -140,30 +144,21 @@ class Explorer:
         self._lock = threading.Lock()
         self._captum_lock = threading.Lock()
         self._captum_model: nn.Module | None = None
-        model = self.loaded.model
-        self.kernels = {name: branch_kernel(model, name) for name in BRANCH_NAMES}
+        self.spec = self.loaded.spec
+        self.kernels = {b.name: b.kernel for m in self.spec.modules for b in m.branches}
         # Channel ranges of each branch inside its module's concatenated output.
-        self.slices: dict[str, slice] = {}
-        for module_name in INCEPTION_MODULES:
-            start = 0
-            for branch in BRANCHES:
-                convs = [m for m in model.get_submodule(f"{module_name}.{branch}").modules() if isinstance(m, nn.Conv2d)]
-                width = convs[-1].out_channels
-                self.slices[f"{module_name}.{branch}"] = slice(start, start + width)
-                start += width
-        self._membership = {}
-        for module_name in INCEPTION_MODULES:
-            total = self.slices[f"{module_name}.branch4"].stop
-            membership = torch.zeros(len(BRANCHES), total)
-            for b, branch in enumerate(BRANCHES):
-                membership[b, self.slices[f"{module_name}.{branch}"]] = 1.0
-            self._membership[module_name] = membership
+        self.slices = {b.name: b.channels for m in self.spec.modules for b in m.branches}
+        self._membership = {}  # module → B×C, 1 where channel k belongs to branch b
+        for module in self.spec.modules:
+            membership = torch.zeros(len(module.branches), module.channels)
+            for b, branch in enumerate(module.branches):
+                membership[b, branch.channels] = 1.0
+            self._membership[module.name] = membership
 
     # -- inputs --
 
     def prepare(self, image: object) -> tuple[Tensor, np.ndarray]:
-        lo = self.loaded
-        return prepare(image, lo.input_size, lo.resize_size, lo.mean, lo.std, lo.device)
+        return prepare(image, self.loaded.preprocess, self.loaded.device)
 
     def resolve_target(self, target: int | str | None, logits: Tensor | None = None) -> int:
         classes = self.loaded.classes
@@ -226,8 +221,9 @@ class Explorer:
                 return (inputs[0].detach().requires_grad_(True),)
             return None
 
-        handles = [model.get_submodule(name).register_forward_hook(record(name)) for name in INCEPTION_MODULES]
-        handles.append(model.get_submodule(INCEPTION_MODULES[0]).register_forward_pre_hook(start_graph))
+        modules = self.spec.module_names
+        handles = [model.get_submodule(name).register_forward_hook(record(name)) for name in modules]
+        handles.append(model.get_submodule(modules[0]).register_forward_pre_hook(start_graph))
         was_training = model.training
         if was_training:  # .eval() walks all 200+ modules: 4 ms per call on CPU, so only when needed
             model.eval()
@@ -236,7 +232,7 @@ class Explorer:
                 outputs = model(x.detach(), aux=True)
                 logits = outputs.logits[0]
                 target_index = self.resolve_target(target, logits)
-                tensors = [outputs_by_module[name] for name in INCEPTION_MODULES]
+                tensors = [outputs_by_module[name] for name in modules]
                 grads = torch.autograd.grad(logits[target_index], tensors)
         finally:
             for handle in handles:
@@ -249,31 +245,33 @@ class Explorer:
         cams_signed: dict[str, Tensor] = {}
         contributions: dict[str, float] = {}
         with torch.no_grad():
-            for name, act, grad in zip(INCEPTION_MODULES, tensors, grads):
+            for module, act, grad in zip(self.spec.modules, tensors, grads):
+                name = module.name
                 act = act.detach()[0].float().cpu()  # C×H×W (channels_last memory is fine for views)
                 grad = grad[0].float().cpu()
                 activations[name] = act
                 channels, height, width = act.shape
                 # One matmul per module: row b of membership·α holds α_k for branch b's channels.
-                membership = self._membership[name]  # 4×C, 1 where channel k belongs to branch b
+                membership = self._membership[name]
                 alpha = grad.mean(dim=(1, 2))
-                maps = (membership * alpha) @ act.reshape(channels, -1)  # 4×HW: Σ_k α_k A_k per branch
+                maps = (membership * alpha) @ act.reshape(channels, -1)  # B×HW: Σ_k α_k A_k per branch
                 evidence = membership @ (grad * act).sum(dim=(1, 2))  # Σ_hw ∂y/∂A ⊙ A per branch
-                for b, branch in enumerate(BRANCHES):
-                    full = f"{name}.{branch}"
-                    activations[full] = act[self.slices[full]]
+                for b, branch in enumerate(module.branches):
+                    full = branch.name
+                    activations[full] = act[branch.channels]
                     signed = maps[b].reshape(height, width)
                     cams_signed[full] = signed
                     cams[full] = signed.clamp(min=0)
                     contributions[full] = float(evidence[b])
         shares = {}
-        for name in INCEPTION_MODULES:
-            total = sum(abs(contributions[f"{name}.{b}"]) for b in BRANCHES) or 1.0
-            for b in BRANCHES:
-                shares[f"{name}.{b}"] = contributions[f"{name}.{b}"] / total
+        for module in self.spec.modules:
+            total = sum(abs(contributions[b.name]) for b in module.branches) or 1.0
+            for b in module.branches:
+                shares[b.name] = contributions[b.name] / total
         probabilities = {head: out[0].detach().float().softmax(0).cpu() for head, out in zip(HEADS, outputs) if out is not None}
         return Exploration(
             key=key,
+            spec=self.spec,
             model_name=self.loaded.name,
             image=shown,
             input=x.detach().cpu(),
@@ -342,6 +340,7 @@ class Explorer:
             knockouts.append(
                 Knockout(
                     branches=names,
+                    label=self.spec.describe_set(names),
                     predictions={h: self._topk_from_probs(p[row], topk) for h, p in probabilities.items()},
                     target_probability={h: float(p[row, target_index]) for h, p in probabilities.items()},
                     delta={h: float(p[row, target_index]) - base[h] for h, p in probabilities.items()},
@@ -387,15 +386,7 @@ class Explorer:
 
     def _expand(self, item: str | Sequence[str]) -> tuple[str, ...]:
         names = [item] if isinstance(item, str) else list(item)
-        out: list[str] = []
-        for name in names:
-            if name in INCEPTION_MODULES:
-                out.extend(f"{name}.{b}" for b in BRANCHES)
-            elif name in BRANCH_NAMES:
-                out.append(name)
-            else:
-                raise ValueError(f"unknown branch {name!r}: expected e.g. 'inception4c.branch3' or a module like 'inception4c'")
-        return tuple(dict.fromkeys(out))
+        return tuple(dict.fromkeys(branch for name in names for branch in self.spec.expand(name)))
 
     def _topk(self, logits: Tensor, k: int) -> list[Prediction]:
         return self._topk_from_probs(logits.float().softmax(0).cpu(), k)

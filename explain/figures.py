@@ -17,9 +17,10 @@ import plotly.graph_objects as go
 from PIL import Image
 from torch import Tensor
 
-from googlenet.model import BRANCHES, INCEPTION_MODULES
+from googlenet.spec import NetworkSpec
 
 from .attributions import Attribution
+from .examples import ExampleIndex
 from .explorer import HEADS, Ablation, Exploration
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "attribution_figure",
     "ablation_figure",
     "map_range",
+    "specialization_figure",
+    "gallery_figure",
 ]
 
 MAP_KINDS = {
@@ -192,11 +195,12 @@ def atlas_figure(
     if not 0 <= opacity <= 1:
         raise ValueError(f"opacity must be in [0, 1], got {opacity}")
     signed = kind == "signed"
+    spec = exploration.spec
     # Modules run left to right (depth), branches top to bottom: a wide grid that fits a screen.
-    cols = len(INCEPTION_MODULES)
-    grid = _Mosaic(len(BRANCHES), cols, exploration.image if show_image else None)
-    cell = {f"{m}.{b}": r * cols + c for c, m in enumerate(INCEPTION_MODULES) for r, b in enumerate(BRANCHES)}
-    grid.picture(range(len(cell)))
+    rows, cols = spec.branch_kinds, len(spec.modules)
+    grid = _Mosaic(len(rows), cols, exploration.image if show_image else None)
+    cell = {b.name: rows.index(b.branch) * cols + c for c, m in enumerate(spec.modules) for b in m.branches}
+    grid.picture(cell.values())
     for branch in exploration.branches:
         m = _map(exploration, branch, kind)
         if value_range is None:
@@ -209,10 +213,10 @@ def atlas_figure(
         grid.heatmap(cell[branch], z, hover, opacity if show_image else 1.0)
         grid.corner_label(cell[branch], _percent(share))
     half = grid.side / 2
-    for c, module in enumerate(INCEPTION_MODULES):
-        grid.text(grid.origin(c)[0] + half, -grid.side * 0.14, f"<b>{module[9:]}</b>", 13)
-    for r, b in enumerate(BRANCHES):
-        grid.text(-grid.side * 0.42, grid.origin(r * cols)[1] + half, f"<b>{b}</b><br>{exploration.kernels[f'inception3a.{b}']}", 11)
+    for c, module in enumerate(spec.modules):
+        grid.text(grid.origin(c)[0] + half, -grid.side * 0.14, f"<b>{module.short}</b>", 13)
+    for r, kind_name in enumerate(rows):
+        grid.text(-grid.side * 0.42, grid.origin(r * cols)[1] + half, f"<b>{kind_name}</b><br>{_row_kernels(spec, kind_name)}", 11)
     low, high = value_range if value_range is not None else ((-1.0 if signed else 0.0), 1.0)
     layout = dict(
         template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
@@ -229,6 +233,12 @@ def atlas_figure(
             dict(type="rect", x0=x - 1, y0=y - 1, x1=x + grid.side + 1, y1=y + grid.side + 1, line=dict(color="#22c55e", width=3))
         ]
     return grid.figure(layout, left=grid.side * 0.85, top=grid.side * 0.3)
+
+
+def _row_kernels(spec, branch: str) -> str:
+    """What a row of branches computes, e.g. ``"1×1→3×3"``; ``"1×1→3×3 | 5×5"`` if modules differ."""
+    kernels = dict.fromkeys(b.kernel for m in spec.modules for b in m.branches if b.branch == branch)
+    return " | ".join(kernels)
 
 
 def heads_figure(exploration: Exploration, bar_color: str = "#6366f1", target_color: str = "#f97316") -> go.Figure:
@@ -290,12 +300,15 @@ def contributions_figure(exploration: Exploration) -> go.Figure:
 
     Laid out like the atlas: modules left to right, branches top to bottom.
     """
-    z = [[round(exploration.shares[f"{m}.{b}"], 3) for m in INCEPTION_MODULES] for b in BRANCHES]
-    raw = [[exploration.contributions[f"{m}.{b}"] for m in INCEPTION_MODULES] for b in BRANCHES]
-    y = [f"{b} {exploration.kernels[f'inception3a.{b}']}" for b in BRANCHES]
+    spec = exploration.spec
+    rows = spec.branch_kinds
+    names = [[f"{m.name}.{b}" for m in spec.modules] for b in rows]
+    z = [[round(exploration.shares[n], 3) if n in exploration.shares else None for n in row] for row in names]
+    raw = [[exploration.contributions.get(n, np.nan) for n in row] for row in names]
+    y = [f"{b} {_row_kernels(spec, b)}" for b in rows]
     trace = dict(
-        type="heatmap", z=z, x=[m[9:] for m in INCEPTION_MODULES], y=y, customdata=np.round(np.array(raw), 4),
-        colorscale=_DIVERGING, zmid=0, zmin=-1, zmax=1, text=[[_percent(v) for v in row] for row in z], texttemplate="%{text}", textfont=dict(size=11),
+        type="heatmap", z=z, x=[m.short for m in spec.modules], y=y, customdata=np.round(np.array(raw, dtype=np.float64), 4),
+        colorscale=_DIVERGING, zmid=0, zmin=-1, zmax=1, text=[["" if v is None else _percent(v) for v in row] for row in z], texttemplate="%{text}", textfont=dict(size=11),
         hovertemplate="inception%{x} %{y}<br>share %{z:+.1%}<br>Σ grad×act %{customdata:.3g}<extra></extra>",
         colorbar=dict(thickness=10, tickformat=".0%"),
     )  # fmt: skip
@@ -363,10 +376,7 @@ def attribution_figure(attribution: Attribution, image: np.ndarray, colorscale: 
 
 def ablation_figure(ablation: Ablation) -> go.Figure:
     """Change of the target's probability in each head when branches are knocked out."""
-    labels = [
-        " + ".join(k.branches) if len(k.branches) <= 2 else f"{k.branches[0].split('.')[0]} ({len(k.branches)} branches)"
-        for k in ablation.knockouts
-    ]
+    labels = [k.label for k in ablation.knockouts]
     colors = {"main": "#6366f1", "aux1": "#14b8a6", "aux2": "#f59e0b"}
     data = [
         dict(
@@ -380,5 +390,65 @@ def ablation_figure(ablation: Ablation) -> go.Figure:
         barmode="group", yaxis=dict(tickformat="+.0%", title="Δ probability", zeroline=True, zerolinecolor="#6b7280", showgrid=True, gridcolor="#e5e7eb"), height=320,
         title=dict(text=f"Knock-out: change of p(“{ablation.target_name}”)", x=0.5, font=dict(size=13)),
         margin=dict(l=8, r=8, t=40, b=8), font=_FONT, legend=dict(orientation="h", y=-0.25), paper_bgcolor="white",
+    )  # fmt: skip
+    return go.Figure(data=data, layout=layout)
+
+
+def specialization_figure(index: ExampleIndex, spec: NetworkSpec) -> go.Figure:
+    """Per module (columns) and branch (rows): mean class selectivity and share of output energy."""
+    rows = spec.branch_kinds
+    names = [[f"{m.name}.{b}" for m in spec.modules] for b in rows]
+    selectivity = [[float(index.selectivity(n).mean()) if n in index.slices else None for n in row] for row in names]
+    energy = [[index.energy.get(n) for n in row] for row in names]
+    x = [m.short for m in spec.modules]
+    data = [
+        dict(type="heatmap", z=np.round(selectivity, 3), x=x, y=list(rows), colorscale="Viridis", zmin=0, zmax=1, texttemplate="%{z:.2f}",
+             colorbar=dict(x=0.455, thickness=8, len=0.9), hovertemplate="inception%{x} %{y}<br>mean selectivity %{z:.3f}<extra></extra>"),
+        dict(type="heatmap", z=np.round(energy, 3), x=x, y=list(rows), xaxis="x2", yaxis="y2", colorscale="Blues", zmin=0, zmax=1,
+             texttemplate="%{z:.0%}", colorbar=dict(x=1.0, thickness=8, len=0.9), hovertemplate="inception%{x} %{y}<br>share of output energy %{z:.1%}<extra></extra>"),
+    ]  # fmt: skip
+    layout = dict(
+        template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
+        xaxis=dict(domain=[0.07, 0.43]), yaxis=dict(autorange="reversed"),
+        xaxis2=dict(domain=[0.58, 0.975], anchor="y2"), yaxis2=dict(autorange="reversed", anchor="x2", showticklabels=False),
+        annotations=[
+            dict(text="<b>class selectivity</b> (mean)", x=0.25, y=1.02, xref="paper", yref="paper", yanchor="bottom", showarrow=False),
+            dict(text="<b>share of output energy</b> Σ A²", x=0.78, y=1.02, xref="paper", yref="paper", yanchor="bottom", showarrow=False),
+        ],
+        title=dict(text=f"Branch specialization over the reference set (classes from {index.labels_from})", x=0.5, y=0.98, font=dict(size=13)),
+        height=300, margin=dict(l=70, r=30, t=70, b=30), paper_bgcolor="white",
+    )  # fmt: skip
+    return go.Figure(data=data, layout=layout)
+
+
+def gallery_figure(rows: list[tuple[str, list[np.ndarray]]], tile: int = 64) -> go.Figure:
+    """A grid of pictures: one row per (title, images), e.g. a channel's visualization and its examples."""
+    cols = max(len(images) for _, images in rows) if rows else 1
+    gap = 4
+    sheet = Image.new("RGB", (cols * (tile + gap), len(rows) * (tile + gap)), (255, 255, 255))
+    for r, (_, images) in enumerate(rows):
+        for c, image in enumerate(images):
+            sheet.paste(
+                Image.fromarray(image).resize(
+                    (tile, tile), Image.Resampling.NEAREST if image.shape[0] < tile else Image.Resampling.BILINEAR
+                ),
+                (c * (tile + gap), r * (tile + gap)),
+            )
+    data = [
+        dict(type="image", source=_jpeg_uri(sheet), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"),
+        dict(
+            type="scatter",
+            mode="text",
+            x=[-4] * len(rows),
+            y=[r * (tile + gap) + tile / 2 for r in range(len(rows))],
+            text=[title for title, _ in rows],
+            textposition="middle left",
+            hoverinfo="skip",
+        ),
+    ]
+    layout = dict(
+        template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
+        xaxis=dict(visible=False, range=[-150, sheet.width], fixedrange=True), yaxis=dict(visible=False, range=[sheet.height, -4], scaleanchor="x", fixedrange=True),
+        height=min(900, 40 + len(rows) * (tile + gap) * 1.3), margin=dict(l=4, r=4, t=30, b=4), paper_bgcolor="white", plot_bgcolor="white", showlegend=False,
     )  # fmt: skip
     return go.Figure(data=data, layout=layout)

@@ -11,6 +11,7 @@ import filecmp
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from googlenet.convert import import_checkpoint, is_project_checkpoint
 from googlenet.weights import (
     BUNDLED_MODEL,
     CheckpointError,
@@ -32,6 +34,7 @@ from googlenet.weights import (
 )
 
 from .explorer import Explorer
+from .microscope import Microscope
 
 __all__ = ["ModelHub", "UPLOAD_LIMIT_BYTES"]
 
@@ -48,7 +51,7 @@ class ModelHub:
         self.preferred: str | None = None  # set by the operator (app.py --weights), never by clients
         self._operator_file: Path | None = None
         self._explorers: OrderedDict[str, Explorer] = OrderedDict()
-        self._microscopes: dict[str, object] = {}  # keyed like _explorers, dropped with them
+        self._microscopes: dict[str, Microscope] = {}  # keyed like _explorers, dropped with them
         self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._imagenet_checked: tuple[float, bool] = (0.0, False)
@@ -142,10 +145,8 @@ class ModelHub:
     def loaded(self, choice: str | None) -> Loaded:
         return self.explorer(choice).loaded
 
-    def microscope(self, choice: str | None, data_dir: str | Path):
-        """The :class:`~explain.featureviz.Microscope` of a choice (kept while its model is cached)."""
-        from .featureviz import Microscope
-
+    def microscope(self, choice: str | None, data_dir: str | Path) -> Microscope:
+        """The :class:`~explain.microscope.Microscope` of a choice (kept while its model is cached)."""
         key, explorer = self._entry(choice)
         with self._lock:
             if key not in self._microscopes:
@@ -169,13 +170,25 @@ class ModelHub:
         return path
 
     def add_upload(self, path: str | Path, name: str | None = None) -> str:
-        """Validate an uploaded checkpoint and keep it under ``runs/uploads/``; returns its choice."""
+        """Validate an uploaded checkpoint and keep it under ``runs/uploads/``; returns its choice.
+
+        This project's checkpoints are kept as they are; a torchvision-layout state dict
+        (``.pth``/``.pt``/``.bin``, or safetensors without this project's metadata) is converted
+        (see :mod:`googlenet.convert`). Nothing is kept unless the whole file is valid.
+        """
         path = Path(path)
         size = path.stat().st_size
         if size > UPLOAD_LIMIT_BYTES:
             raise CheckpointError(f"{name or path.name}: {size / 2**20:.0f} MB is over the {UPLOAD_LIMIT_BYTES >> 20} MB upload limit")
-        read_meta(path)  # header and metadata first: cheap, and raises CheckpointError with the reason
-        load_model(path, device="cpu")  # then tensors and shapes, before anything is kept
+        with tempfile.TemporaryDirectory() as scratch:
+            if is_project_checkpoint(path):
+                read_meta(path)  # header and metadata first: cheap, and raises CheckpointError with the reason
+                load_model(path, device="cpu")  # then tensors and shapes, before anything is kept
+            else:
+                path = import_checkpoint(path, Path(scratch) / "imported.safetensors")
+            return self._keep_upload(path, name)
+
+    def _keep_upload(self, path: Path, name: str | None) -> str:
         stem = _SAFE_NAME.sub("-", Path(name or path.name).stem).strip("-.")[:60] or "upload"
         target_dir = runs_dir() / "uploads"
         target_dir.mkdir(parents=True, exist_ok=True)

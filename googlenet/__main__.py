@@ -1,4 +1,4 @@
-"""Command line: ``python -m googlenet {summary,train,eval,bench}``."""
+"""Command line: ``python -m googlenet {summary,train,eval,export,import,bench}``."""
 
 from __future__ import annotations
 
@@ -37,11 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="folder holding cifar-10-batches-py/ (or that folder)")
     p.add_argument("--device", default=None)
 
-    p = commands.add_parser("export", help="a compact copy of a checkpoint (fp16 by default) with its accuracy re-measured")
+    p = commands.add_parser(
+        "export", help="a compact copy of a checkpoint (fp16 by default) with its accuracy re-measured, or a torchvision state dict"
+    )
     p.add_argument("checkpoint")
-    p.add_argument("out")
-    p.add_argument("--data", required=True, help="CIFAR-10 folder whose test_batch measures the exported copy")
+    p.add_argument("out", nargs="?", help="the compact copy (.safetensors); needs --data")
+    p.add_argument("--data", help="CIFAR-10 folder whose test_batch measures the exported copy")
     p.add_argument("--fp32", action="store_true", help="keep float32 instead of float16")
+    p.add_argument("--torchvision", metavar="OUT.pth", help="write a plain state dict for torchvision.models.googlenet instead")
+
+    p = commands.add_parser("import", help="a torchvision-layout GoogLeNet (.pth/.pt/.bin state dict or bare safetensors) as a checkpoint")
+    p.add_argument("file")
+    p.add_argument("--out", required=True, help="the checkpoint to write (.safetensors)")
+    p.add_argument("--classes", help="class names: a .txt file (one a line) or a .json list")
+    p.add_argument(
+        "--transform-input",
+        action="store_true",
+        help="the model was built with torchvision's transform_input=True (as googlenet(weights='DEFAULT') is)",
+    )
 
     p = commands.add_parser("bench", help="training speed vs the guide's pipeline (--inference: latency vs torchvision)")
     from .bench import add_arguments as add_bench_arguments
@@ -58,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "import":
+            return _import(args)
         from .bench import run as run_bench
 
         return run_bench(args)
@@ -154,8 +169,31 @@ def _eval(args) -> int:
     return 0
 
 
+def _import(args) -> int:
+    from .convert import import_checkpoint
+    from .weights import read_meta
+
+    out = import_checkpoint(args.file, args.out, classes=args.classes, transform_input=args.transform_input)
+    config, meta = read_meta(out)
+    heads = "main + aux1 + aux2" if config.aux_logits else "main only"
+    print(f"imported {args.file}: {config.num_classes} classes, {config.stem} stem, width {config.width:g}, "
+          f"{'BatchNorm' if config.batch_norm else 'no BatchNorm'}, branch3 {config.kernel3}×{config.kernel3}, heads {heads}")  # fmt: skip
+    if meta.training.get("note"):
+        print(f"note: {meta.training['note']}")
+    print(f"checkpoint: {out}")
+    return 0
+
+
 def _export(args) -> int:
     """fp16 halves the file (a width-0.25 model: 2.5 MB → 1.3 MB); the accuracy stored is the copy's own."""
+    if args.torchvision:
+        from .convert import export_torchvision
+
+        out = export_torchvision(args.checkpoint, args.torchvision)
+        print(f"torchvision state dict: {out} (load with torchvision.models.googlenet(num_classes=N, aux_logits=…, init_weights=False))")
+        return 0
+    if not args.out or not args.data:
+        raise ValueError("export needs OUT and --data (for the compact copy), or --torchvision OUT.pth")
     from .evaluate import evaluate_checkpoint
     from .weights import read_checkpoint, save_checkpoint
 

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .preprocess import Preprocess
+
 __all__ = ["CIFAR10", "DataError", "read_cifar10", "find_batches_dir", "download_cifar10", "DeviceBatches", "Augment"]
 
 BATCHES_DIR = "cifar-10-batches-py"
@@ -160,22 +162,21 @@ def _read_batch(path: Path) -> tuple[Tensor, Tensor]:
 
 @dataclass(frozen=True)
 class Augment:
-    """Per-batch augmentation and preprocessing, all on the device.
+    """Per-batch augmentation, all on the device, then the model's input recipe.
 
+    preprocess: the recipe that turns the augmented uint8 pixels into the model input (resize to
+        its input size, e.g. 32 → 224 bilinear as the guide's ``Resize(224)``; normalise).
     crop_padding: random crop of 32 after padding each side (0: no crop).
     pad_mode: "reflect" (fast preset) or "constant" (zeros, torchvision's RandomCrop default).
     flip: random horizontal flip with p=0.5.
-    size: output side; 224 upsamples bilinearly as the guide's ``Resize(224)`` does.
     cutout: side of a square set to the mean colour at a random place in each image (DeVries &
         Taylor 2017, https://arxiv.org/abs/1708.04552); 0 disables it.
     """
 
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    preprocess: Preprocess
     crop_padding: int = 4
     pad_mode: str = "reflect"
     flip: bool = True
-    size: int = 32
     cutout: int = 0
 
 
@@ -210,8 +211,6 @@ class DeviceBatches:
         images = images.to(device)
         # Pad once for the whole set; a crop is then just an index.
         self.images = F.pad(images, (pad,) * 4, mode=augment.pad_mode) if pad else images
-        self.mean = torch.tensor(augment.mean, device=device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(augment.std, device=device).view(1, 3, 1, 1) * 255
         n = len(labels)
         per_rank = n // world if train else n
         self.batches_per_epoch = per_rank // batch_size if train else math.ceil(n / batch_size)
@@ -251,10 +250,7 @@ class DeviceBatches:
         if generator is not None and self.train and aug.flip:
             flip = torch.rand(n, device=self.device, generator=generator) < 0.5
             images = torch.where(flip[:, None, None, None], images.flip(3), images)
-        x = images.float()
-        if aug.size != x.shape[-1]:
-            x = F.interpolate(x, size=(aug.size, aug.size), mode="bilinear", align_corners=False)
-        x = (x - self.mean) / self.std
+        x = aug.preprocess(images)
         if generator is not None and self.train and aug.cutout:
             x = self._cutout(x, aug.cutout, generator)
         x = x.to(self.dtype)

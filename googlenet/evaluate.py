@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .data import read_cifar10
 from .weights import Loaded, load_model
@@ -22,18 +21,13 @@ class EvalResult:
 
 @torch.inference_mode()
 def evaluate(loaded: Loaded, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 250) -> EvalResult:
-    """Accuracy of each head on uint8 images N×3×32×32 with integer labels."""
+    """Accuracy of each head on uint8 images N×3×H×W (any size: the model's recipe fits them) with integer labels."""
     if int(labels.max()) >= len(loaded.classes):
         raise ValueError(f"{loaded.name} predicts {len(loaded.classes)} classes; these labels need {int(labels.max()) + 1}")
     device = loaded.device
-    mean = torch.tensor(loaded.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(loaded.std, device=device).view(1, 3, 1, 1)
     correct = torch.zeros(3, dtype=torch.long)
     for start in range(0, len(labels), batch_size):
-        x = images[start : start + batch_size].to(device).float().div_(255)
-        if x.shape[-1] != loaded.input_size:
-            x = F.interpolate(x, size=(loaded.input_size,) * 2, mode="bilinear", align_corners=False)
-        x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+        x = loaded.preprocess(images[start : start + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
         y = labels[start : start + batch_size].to(device)
         for head, logits in enumerate(loaded.model(x, aux=True)):
             if logits is not None:

@@ -9,9 +9,9 @@ with ``strict=True``. Two layouts share this one class:
   pooling, a 2×2 ``maxpool4``, a 3×3 kernel in ``branch3`` (pytorch/vision#906: the paper's
   5×5 was ported as 3×3 and the ImageNet weights depend on it) and an adaptive 4×4 average pool
   in the aux heads.
-* ``batch_norm=False`` is the paper's plain network as written in
-  reference/googlenet-guide.md, section 5: conv (with bias) + ReLU, 3×3/2 max pools with
-  padding 1, a 5×5 kernel in ``branch3`` and a 5×5/3 average pool in the aux heads.
+* ``batch_norm=False`` is the paper's plain network, as the guide this project grew from writes
+  it (README, "Training"): conv (with bias) + ReLU, 3×3/2 max pools with padding 1, a 5×5
+  kernel in ``branch3`` and a 5×5/3 average pool in the aux heads.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = [
     "InceptionAux",
     "BasicConv2d",
     "fold_batchnorm",
-    "branch_kernel",
+    "AUX_TAPS",
 ]
 
 INCEPTION_MODULES = (
@@ -53,6 +53,8 @@ INCEPTION_MODULES = (
 )
 BRANCHES = ("branch1", "branch2", "branch3", "branch4")
 BRANCH_NAMES = tuple(f"{module}.{branch}" for module in INCEPTION_MODULES for branch in BRANCHES)
+# Which module's output each auxiliary classifier reads (the paper, section 5).
+AUX_TAPS = {"aux1": "inception4a", "aux2": "inception4d"}
 
 # Table 1 of the paper: in_channels, #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj.
 INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int, int]] = {
@@ -386,13 +388,3 @@ def fold_batchnorm(model: GoogLeNet) -> GoogLeNet:
             module.bn = nn.Identity()
     folded.folded = True
     return folded
-
-
-def branch_kernel(model: GoogLeNet, name: str) -> str:
-    """A short label of what a branch computes, e.g. ``"1×1→5×5"``, read off the live modules."""
-    module = model.get_submodule(name)
-    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-    sizes = "→".join(f"{c.kernel_size[0]}×{c.kernel_size[1]}" for c in convs)
-    if any(isinstance(m, nn.MaxPool2d) for m in module.modules()):
-        return f"pool→{sizes}"
-    return sizes

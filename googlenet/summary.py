@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .model import GoogLeNet
+from .model import BasicConv2d, GoogLeNet, Inception, InceptionAux
 
 __all__ = ["LayerRow", "Summary", "summarize", "PAPER_TABLE", "PAPER_NOTES"]
 
@@ -174,8 +174,6 @@ def summarize(model: GoogLeNet, input_size: int | None = None) -> Summary:
 
 
 def _describe(module: nn.Module) -> str:
-    from .model import BasicConv2d, Inception, InceptionAux
-
     if isinstance(module, BasicConv2d):
         c = module.conv
         return f"conv {c.kernel_size[0]}×{c.kernel_size[1]}/{c.stride[0]}" + (" +BN" if isinstance(module.bn, nn.BatchNorm2d) else "")

@@ -13,7 +13,8 @@ import struct
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torchvision.models import GoogLeNet_Weights
 
+from .device import pick_device
 from .model import GoogLeNet, GoogLeNetConfig, fold_batchnorm
+from .preprocess import CAFFE_IMAGENET, CIFAR10, CIFAR10_MEAN, CIFAR10_STD, IMAGENET, IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .spec import NetworkSpec, describe
 
 __all__ = [
     "Loaded",
@@ -38,6 +43,7 @@ __all__ = [
     "INDEX_SUFFIX",
     "prepare_for_inference",
     "pick_device",
+    "imagenet_unavailable_note",
     "runs_dir",
     "BUNDLED_MODEL",
     "IMAGENET_MEAN",
@@ -47,10 +53,6 @@ __all__ = [
     "CIFAR10_CLASSES",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
@@ -78,41 +80,54 @@ class WeightsUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class CheckpointMeta:
-    """What a checkpoint carries besides tensors. ``training`` is the trainer's summary."""
+    """What a checkpoint carries besides tensors: class names, input recipe, training summary."""
 
     classes: tuple[str, ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    input_size: int
-    resize_size: int | None = None  # shorter side before the centre crop; None: = input_size
+    preprocess: Preprocess
     training: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise ValueError(f"mean and std need 3 values each, got {self.mean!r} and {self.std!r}")
-        if any(s <= 0 for s in self.std):
-            raise ValueError(f"std values must be positive, got {self.std!r}")
-        if not isinstance(self.input_size, int) or not 8 <= self.input_size <= 1024:
-            raise ValueError(f"input_size must be an integer in [8, 1024], got {self.input_size!r}")
 
 
 @dataclass(frozen=True, eq=False)
 class Loaded:
     """A model ready for inference and everything needed to feed and read it."""
 
-    model: GoogLeNet  # eval mode, on `device`, BatchNorm folded, channels_last
+    model: GoogLeNet  # eval mode, BatchNorm folded, channels_last
     classes: tuple[str, ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    input_size: int
-    resize_size: int
+    preprocess: Preprocess  # how a picture becomes this model's input
     name: str  # what the banner shows
-    source: str  # "imagenet" | "checkpoint" | "bundled" | "random"
-    notes: tuple[str, ...]  # caveats, and why `auto` picked this source
-    device: torch.device
-    config: GoogLeNetConfig
+    source: str  # "imagenet" | "checkpoint" | "bundled" | "random" | "model"
+    notes: tuple[str, ...] = ()  # caveats, and why `auto` picked this source
     path: Path | None = None
     training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def config(self) -> GoogLeNetConfig:
+        return self.model.config
+
+    @cached_property
+    def spec(self) -> NetworkSpec:
+        """The network's modules, branches and heads (see :mod:`googlenet.spec`)."""
+        return describe(self.model)
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self.preprocess.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.preprocess.std
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocess.input_size
+
+    @property
+    def resize_size(self) -> int:
+        return self.preprocess.resize_size
 
     @property
     def key(self) -> str:
@@ -128,6 +143,10 @@ class Loaded:
     def trained(self) -> bool:
         return self.source != "random"
 
+    def with_notes(self, *notes: str) -> Loaded:
+        """The same weights with ``notes`` put before the existing ones."""
+        return replace(self, notes=(*notes, *self.notes))
+
     @classmethod
     def from_model(cls, model: GoogLeNet, classes: tuple[str, ...] | list[str] | None = None) -> Loaded:
         """Wrap a bare model (as it is: not folded, eval mode at use) with its stem's defaults."""
@@ -140,33 +159,13 @@ class Loaded:
         return cls(
             model=model,
             classes=tuple(classes),
-            mean=CIFAR10_MEAN if cifar else IMAGENET_MEAN,
-            std=CIFAR10_STD if cifar else IMAGENET_STD,
-            input_size=32 if cifar else 224,
-            resize_size=32 if cifar else 256,
+            preprocess=CIFAR10 if cifar else IMAGENET,
             name=f"in-memory GoogLeNet ({model.config.stem} stem, width {model.config.width})",
             source="model",
-            notes=(),
-            device=next(model.parameters()).device,
-            config=model.config,
         )
 
 
 # -- device and folders ---------------------------------------------------------------------
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else ``$GOOGLENET_DEVICE``, else CUDA when available, else CPU."""
-    choice = device if device is not None else os.environ.get("GOOGLENET_DEVICE") or None
-    if choice is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(choice)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {choice!r}: {error}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {choice!r} asked for, but CUDA is not available on this machine")
-    return resolved
 
 
 def runs_dir() -> Path:
@@ -202,10 +201,10 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointM
         "format": CHECKPOINT_FORMAT,
         "config": json.dumps(asdict(config)),
         "classes": json.dumps(list(meta.classes)),
-        "mean": json.dumps(list(meta.mean)),
-        "std": json.dumps(list(meta.std)),
-        "input_size": json.dumps(meta.input_size),
-        "resize_size": json.dumps(meta.resize_size or meta.input_size),
+        "mean": json.dumps(list(meta.preprocess.mean)),
+        "std": json.dumps(list(meta.preprocess.std)),
+        "input_size": json.dumps(meta.preprocess.input_size),
+        "resize_size": json.dumps(meta.preprocess.resize_size),
         "training": json.dumps(meta.training),
     }
     return atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
@@ -246,14 +245,13 @@ def read_meta(path: str | os.PathLike) -> tuple[GoogLeNetConfig, CheckpointMeta]
     try:
         values = {key: json.loads(metadata[key]) for key in (*_META_KEYS, "resize_size", "training") if key in metadata}
         config = GoogLeNetConfig.from_dict(values["config"])
-        meta = CheckpointMeta(
-            classes=tuple(str(c) for c in values["classes"]),
-            mean=tuple(float(v) for v in values["mean"]),
-            std=tuple(float(v) for v in values["std"]),
+        preprocess = Preprocess(
             input_size=int(values["input_size"]),
             resize_size=int(values.get("resize_size") or values["input_size"]),
-            training=dict(values.get("training") or {}),
+            mean=tuple(float(v) for v in values["mean"]),
+            std=tuple(float(v) for v in values["std"]),
         )
+        meta = CheckpointMeta(tuple(str(c) for c in values["classes"]), preprocess, dict(values.get("training") or {}))
     except (json.JSONDecodeError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path.name}: invalid metadata ({error})") from None
     if len(meta.classes) != config.num_classes:
@@ -386,47 +384,43 @@ def _load_auto(device: torch.device) -> Loaded:
     try:
         return _load_imagenet(device, download=os.environ.get("GOOGLENET_OFFLINE", "") in ("", "0"))
     except WeightsUnavailable as error:
-        reasons.append(f"ImageNet weights unavailable ({error})")
+        reasons.append(imagenet_unavailable_note(error))
     for path in find_checkpoints():
         try:
             loaded = _load_file(path, device, origin="checkpoint")
         except (CheckpointError, OSError) as error:
             reasons.append(f"skipped {path}: {error}")
             continue
-        return _with_notes(loaded, reasons + [f"newest checkpoint in {runs_dir()}"])
+        return loaded.with_notes(*reasons, f"newest checkpoint in {runs_dir()}")
     if BUNDLED_MODEL.exists():
         loaded = _load_file(BUNDLED_MODEL, device, origin="bundled")
         note = "no checkpoint in the runs folder, so the small bundled CIFAR-10 model is live; train a better one in the Train tab"
-        return _with_notes(loaded, reasons + [note])
-    return _with_notes(_load_random(device), reasons + ["no checkpoint and no bundled model"])
+        return loaded.with_notes(*reasons, note)
+    return _load_random(device).with_notes(*reasons, "no checkpoint and no bundled model")
 
 
-def _with_notes(loaded: Loaded, notes: list[str]) -> Loaded:
-    return Loaded(**{**loaded.__dict__, "notes": tuple(notes) + loaded.notes})
+def imagenet_unavailable_note(error: Exception) -> str:
+    """Why the ImageNet weights are not live, and how to get them (banner and startup log)."""
+    url = GoogLeNet_Weights.IMAGENET1K_V1.url
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    return (
+        f"ImageNet weights unavailable: {error}. To use them, run once with internet access "
+        f"(they are downloaded and hash-checked automatically), or put {os.path.basename(url)} from {url} into {folder}."
+    )
 
 
 def _load_imagenet(device: torch.device, download: bool) -> Loaded:
-    from torchvision.models import GoogLeNet_Weights
-
     weights = GoogLeNet_Weights.IMAGENET1K_V1
     state = _fetch_imagenet_state_dict(weights, download)
     model = GoogLeNet(num_classes=len(weights.meta["categories"]), aux_logits=True, batch_norm=True)
     model.load_state_dict(state, strict=True)
-    transforms = weights.transforms()
-    # The ported Caffe weights expect (x − 0.5)/0.5; torchvision gets there with transform_input=True
-    # on ImageNet-normalised input. Normalising with 0.5/0.5 directly is the same function.
     return Loaded(
         model=prepare_for_inference(model, device),
         classes=tuple(weights.meta["categories"]),
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        input_size=int(transforms.crop_size[0]),
-        resize_size=int(transforms.resize_size[0]),
+        preprocess=CAFFE_IMAGENET,
         name="ImageNet (torchvision GoogLeNet_Weights.IMAGENET1K_V1)",
         source="imagenet",
         notes=(IMAGENET_AUX_NOTE,),
-        device=device,
-        config=model.config,
         training={"accuracy": weights.meta["_metrics"]["ImageNet-1K"]},
     )
 
@@ -449,43 +443,28 @@ def _fetch_imagenet_state_dict(weights, download: bool) -> dict[str, Tensor]:
 
 
 def _load_random(device: torch.device) -> Loaded:
-    from torchvision.models import GoogLeNet_Weights
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = GoogLeNet()
     return Loaded(
         model=prepare_for_inference(model, device),
         classes=tuple(GoogLeNet_Weights.IMAGENET1K_V1.meta["categories"]),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        input_size=224,
-        resize_size=256,
+        preprocess=IMAGENET,
         name="random init (untrained)",
         source="random",
         notes=(RANDOM_NOTE,),
-        device=device,
-        config=model.config,
     )
 
 
 def _load_file(path: Path, device: torch.device, origin: str) -> Loaded:
     model, meta = read_checkpoint(path)
-    notes = []
-    if meta.training.get("note"):
-        notes.append(str(meta.training["note"]))
     return Loaded(
         model=prepare_for_inference(model, device),
         classes=meta.classes,
-        mean=meta.mean,
-        std=meta.std,
-        input_size=meta.input_size,
-        resize_size=meta.resize_size or meta.input_size,
+        preprocess=meta.preprocess,
         name="bundled CIFAR-10 GoogLeNet (small)" if origin == "bundled" else _display_name(path),
         source=origin,
-        notes=tuple(notes),
-        device=device,
-        config=model.config,
+        notes=(str(meta.training["note"]),) if meta.training.get("note") else (),
         path=path,
         training=meta.training,
     )

@@ -38,6 +38,20 @@ def cifar(cifar_dir):
     return read_cifar10(cifar_dir)
 
 
+def make_loaded(stem: str, width: float = 0.25, num_classes: int = 10, **model_options):
+    """A small GoogLeNet with non-trivial BatchNorm statistics, prepared for inference as the app runs
+    it (BN folded, channels_last), with ImageNet statistics and the stem's input size."""
+    from googlenet.model import GoogLeNet
+    from googlenet.preprocess import IMAGENET
+    from googlenet.weights import CIFAR10_CLASSES, Loaded, prepare_for_inference
+
+    torch.manual_seed(0)
+    model = randomize_bn(GoogLeNet(num_classes=num_classes, stem=stem, width=width, **model_options))
+    classes = CIFAR10_CLASSES if num_classes == 10 else tuple(f"class {i}" for i in range(num_classes))
+    preprocess = IMAGENET.with_size(32) if stem == "cifar" else IMAGENET
+    return Loaded(prepare_for_inference(model, torch.device("cpu")), classes, preprocess, f"test {stem}", "random")
+
+
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give BatchNorm layers non-trivial statistics so that folding them is really tested."""
     generator = torch.Generator().manual_seed(seed)

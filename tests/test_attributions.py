@@ -4,7 +4,7 @@ import torch
 from captum.attr import IntegratedGradients
 
 from explain import Explorer, Method
-from tests.test_explorer import make_loaded
+from tests.conftest import make_loaded
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ def test_bundled_file_is_small_fp16_and_fully_described():
     assert dtypes == {torch.float16}
     config, meta = read_meta(BUNDLED_MODEL)
     assert config.stem == "cifar" and config.aux_logits and config.batch_norm and config.width == 0.25
-    assert meta.classes == CIFAR10_CLASSES and meta.input_size == 32
+    assert meta.classes == CIFAR10_CLASSES and meta.preprocess.input_size == 32
     training = meta.training
     for key in ("command", "data", "epochs", "accuracy", "train_images", "seconds", "device"):
         assert key in training, key

@@ -8,20 +8,8 @@ from captum.attr import LayerGradCam
 from explain import Explorer, explore
 from explain.explorer import HEADS
 from googlenet.model import BRANCH_NAMES, INCEPTION_MODULES, GoogLeNet
-from googlenet.weights import CIFAR10_CLASSES, IMAGENET_MEAN, IMAGENET_STD, Loaded, prepare_for_inference
-from tests.conftest import randomize_bn
-
-
-def make_loaded(stem: str, width: float = 0.25, num_classes: int = 10) -> Loaded:
-    torch.manual_seed(0)
-    model = randomize_bn(GoogLeNet(num_classes=num_classes, stem=stem, width=width))
-    cifar = stem == "cifar"
-    return Loaded(
-        model=prepare_for_inference(model, torch.device("cpu")),
-        classes=CIFAR10_CLASSES, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        input_size=32 if cifar else 224, resize_size=32 if cifar else 256,
-        name=f"test {stem}", source="random", notes=(), device=torch.device("cpu"), config=model.config,
-    )  # fmt: skip
+from googlenet.weights import CIFAR10_CLASSES
+from tests.conftest import make_loaded
 
 
 @pytest.fixture(scope="module")

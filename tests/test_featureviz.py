@@ -6,21 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from explain.featureviz import (
-    Cancelled,
-    FourierImage,
-    build_index,
-    crops,
-    load_or_build_index,
-    selectivity_index,
-    specialization_figure,
-    visualize,
-)
+from explain.examples import build_index, crops, load_or_build_index, selectivity_index
+from explain.featureviz import Cancelled, FourierImage, visualize
+from explain.figures import specialization_figure
 from googlenet.model import GoogLeNet
+from googlenet.preprocess import Preprocess
 from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, find_checkpoints, load_model, runs_dir, save_checkpoint
 from tests.conftest import randomize_bn
 
-META = CheckpointMeta(CIFAR10_CLASSES, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 32)
+META = CheckpointMeta(CIFAR10_CLASSES, Preprocess(32, 32, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)))
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +127,7 @@ def test_index_equals_brute_force(loaded, cifar):
     assert abs(sum(index.energy[f"inception4c.branch{i}"] for i in range(1, 5)) - 1) < 1e-5
     pictures = crops(index, images, "inception4c.branch1", 0, count=3)
     assert len(pictures) == 3 and all(p.shape[2] == 3 for p in pictures)
-    figure = specialization_figure(index)
+    figure = specialization_figure(index, loaded.spec)
     assert np.asarray(figure.data[0].z).shape == (4, 9)
 
 

@@ -12,7 +12,7 @@ from explain.figures import (
     map_range,
 )
 from googlenet.model import BRANCHES, INCEPTION_MODULES
-from tests.test_explorer import make_loaded
+from tests.conftest import make_loaded
 
 
 @pytest.fixture(scope="module")

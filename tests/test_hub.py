@@ -3,9 +3,10 @@ import torch
 
 from explain.hub import UPLOAD_LIMIT_BYTES, ModelHub
 from googlenet.model import GoogLeNet
+from googlenet.preprocess import Preprocess
 from googlenet.weights import CIFAR10_CLASSES, CheckpointError, CheckpointMeta, runs_dir, save_checkpoint
 
-META = CheckpointMeta(CIFAR10_CLASSES, (0.5,) * 3, (0.25,) * 3, 32, training={"accuracy": {"main": 0.61}})
+META = CheckpointMeta(CIFAR10_CLASSES, Preprocess(32, 32, (0.5,) * 3, (0.25,) * 3), training={"accuracy": {"main": 0.61}})
 
 
 def tiny(path):

@@ -10,9 +10,9 @@ from googlenet.model import (
     GoogLeNet,
     GoogLeNetConfig,
     GoogLeNetOutputs,
-    branch_kernel,
     fold_batchnorm,
 )
+from googlenet.spec import describe
 from tests.conftest import randomize_bn
 
 
@@ -111,10 +111,10 @@ def test_width_025_with_aux_is_about_063M_parameters():
 
 
 def test_branch3_kernel_follows_the_layout():
-    assert branch_kernel(GoogLeNet(width=0.25), "inception4c.branch3") == "1×1→3×3"
-    assert branch_kernel(GoogLeNet(width=0.25, batch_norm=False), "inception4c.branch3") == "1×1→5×5"
-    assert branch_kernel(GoogLeNet(width=0.25, branch3_kernel=5), "inception4c.branch3") == "1×1→5×5"
-    assert branch_kernel(GoogLeNet(width=0.25), "inception4c.branch4") == "pool→1×1"
+    assert describe(GoogLeNet(width=0.25)).branch("inception4c.branch3").kernel == "1×1→3×3"
+    assert describe(GoogLeNet(width=0.25, batch_norm=False)).branch("inception4c.branch3").kernel == "1×1→5×5"
+    assert describe(GoogLeNet(width=0.25, branch3_kernel=5)).branch("inception4c.branch3").kernel == "1×1→5×5"
+    assert describe(GoogLeNet(width=0.25)).branch("inception4c.branch4").kernel == "pool→1×1"
 
 
 def test_bad_config_is_rejected_with_a_message():

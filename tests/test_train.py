@@ -175,7 +175,7 @@ def test_guide_preset_is_the_guides_recipe(small, tmp_path):
     from googlenet.data import Augment, DeviceBatches
 
     images = small.train_images[:4]
-    plain = Augment(config.mean, config.std, crop_padding=0, flip=False, size=224)
+    plain = Augment(config.preprocess, crop_padding=0, flip=False)
     ours, _ = next(DeviceBatches(images, torch.arange(4), 4, plain, torch.device("cpu"), train=False).epoch(0))
     guide = T.Compose([T.Resize(224), T.ToTensor(), T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
     for image, x in zip(images, ours):

@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 
 import googlenet.weights as weights
 from googlenet.model import GoogLeNet
+from googlenet.preprocess import Preprocess
 from googlenet.weights import (
     CIFAR10_CLASSES,
     CheckpointError,
@@ -22,9 +23,7 @@ from googlenet.weights import (
 )
 from tests.conftest import randomize_bn
 
-META = CheckpointMeta(
-    classes=CIFAR10_CLASSES, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=32, resize_size=32, training={"epochs": 1}
-)
+META = CheckpointMeta(CIFAR10_CLASSES, Preprocess(32, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), training={"epochs": 1})
 
 
 def small_model():
