@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 __all__ = ["Case", "image_cases", "checkpoint_cases", "write"]
@@ -70,21 +71,23 @@ def image_cases() -> list[Case]:
 
 def checkpoint_cases(good: bytes) -> list[Case]:
     """Uploads for the checkpoint picker; ``good`` is a valid checkpoint's bytes."""
-    import json
-    import struct
-
-    header_len = struct.unpack("<Q", good[:8])[0]
-    header = json.loads(good[8 : 8 + header_len])
-    header.pop("__metadata__", None)
-    bare = json.dumps(header).encode()
-    no_meta = struct.pack("<Q", len(bare)) + bare + good[8 + header_len :]
+    resnet = io.BytesIO()
+    torch.save({"layer1.0.conv1.weight": torch.zeros(4, 4, 3, 3), "fc.weight": torch.zeros(10, 4)}, resnet)
     return [
-        Case("weights.safetensors", pickle.dumps({"fc.weight": [1.0, 2.0]}), "pickle", "a pickle renamed .safetensors"),
-        Case("model.safetensors", b"PK\x03\x04" + b"\x00" * 200, "zip / PyTorch", "a torch.save zip renamed"),
+        Case("weights.safetensors", pickle.dumps({"fc.weight": [1.0, 2.0]}), "not loaded", "a plain pickle renamed .safetensors"),
+        Case("code.pth", pickle.dumps(_RunsCode()), "could run code", "a pickle that would call a function"),
+        Case("model.safetensors", b"PK\x03\x04" + b"\x00" * 200, "damaged or truncated PyTorch", "a broken torch.save zip"),
         Case("cut.safetensors", good[: len(good) // 3], "truncated", "half a checkpoint"),
-        Case("bare.safetensors", no_meta, "without GoogLeNet metadata", "safetensors without our metadata"),
-        Case("empty.safetensors", b"", "too short", "zero bytes"),
+        Case("resnet.pth", resnet.getvalue(), "looks like a ResNet", "another network's state dict"),
+        Case("empty.safetensors", b"", "empty", "zero bytes"),
     ]
+
+
+class _RunsCode:
+    """Unpickling this would call ``print``: a stand-in for code a hostile file would run."""
+
+    def __reduce__(self):
+        return (print, ("a hostile pickle ran code",))
 
 
 def write(cases: list[Case], folder: Path) -> list[tuple[Case, Path]]:

@@ -97,15 +97,18 @@ def _torch_load(path: Path) -> object:
     try:
         with warnings.catch_warnings():  # files pickled with protocol 4/5 (plain pickle.dump) warn but load
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            # a file object, not the path: torch.load would take a name ending in .safetensors for one
+            with open(path, "rb") as handle:
+                return torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).splitlines()[0][:200]
+        detail = str(error).split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+        reason = next((line.strip() for line in detail if line.strip()), "")[:160]
         raise CheckpointError(
-            f"{path.name}: holds Python objects besides tensors, which could run code, so it is not loaded ({reason}). "
-            "Save the weights alone: torch.save(model.state_dict(), path)"
+            f"{path.name}: a pickle that holds (or may hold) Python objects besides tensors, which could run code, "
+            f"so it is not loaded ({reason}). Save the weights alone: torch.save(model.state_dict(), path)"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise CheckpointError(f"{path.name}: damaged or truncated PyTorch file ({str(error).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{path.name}: damaged or truncated PyTorch (torch.save) file ({str(error).splitlines()[0][:200]})") from None
 
 
 def _unwrap(state: object, name: str) -> dict[str, Tensor]:
