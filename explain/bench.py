@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from captum.attr import LayerGradCam
 
@@ -25,6 +26,7 @@ from googlenet.model import GoogLeNet
 from googlenet.preprocess import CIFAR10
 from googlenet.weights import CIFAR10_CLASSES, Loaded, load_model, prepare_for_inference
 
+from .curves import training_figure
 from .examples import build_index
 from .explorer import Explorer
 from .featureviz import visualize
@@ -81,6 +83,7 @@ def bench_explore(runs: int, device: torch.device) -> float:
         channels_figure(exploration, "inception4c.branch2")
 
     figures_s = median_seconds(figures, runs)
+    curves_s = median_seconds(_curves_100k(), runs)
     atlas_bytes = len(atlas_figure(exploration).to_json())
 
     print(f"explore_ms={explore_s * 1000:.1f}  (36 activations + 36 Grad-CAMs + 3 heads + contributions, BN folded, channels_last)")
@@ -93,8 +96,19 @@ def bench_explore(runs: int, device: torch.device) -> float:
     print(f"explore_vs_prepared_forward_backward={explore_s / prepared_s:.2f}")
     print(f"figures_rerender_ms={figures_s * 1000:.1f}  (heads + atlas + contributions + channel grid from a cached exploration)")
     print(f"atlas_json_bytes={atlas_bytes}")
+    print(f"curves_100k_steps_ms={curves_s * 1000:.1f}  (training curves of a 100,000-step run re-plotted: EMA + thinning to 2,000 points)")
     print(f"speedup={naive_s / explore_s:.1f}  (naive captum on the model as built / explore)")
     return naive_s / explore_s
+
+
+def _curves_100k():
+    """The Train tab's re-plot of a 100,000-step run (four losses, 100 epochs of accuracies)."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(1, 100_001)
+    loss = 2.3 * np.exp(-steps / 30_000) + rng.normal(0, 0.1, steps.size)
+    columns = {"step": steps, "loss": loss, "loss_main": loss * 0.8, "loss_aux1": loss * 1.1, "loss_aux2": loss * 1.05}
+    epochs = [{"epoch": e, "acc_main": 0.5 + e / 300, "acc_aux1": 0.45 + e / 300, "acc_aux2": 0.47 + e / 300} for e in range(1, 101)]
+    return lambda: training_figure(columns, epochs, smoothing=0.9, log_y=True)
 
 
 def bench_featureviz(device: torch.device, data: str) -> int:

@@ -2,7 +2,7 @@
 
 Each series is smoothed (TensorBoard's debiased exponential moving average) and then thinned to
 at most ``max_points`` by keeping the minimum and the maximum of every bucket, so spikes survive
-the thinning. A 100,000-step run re-plots in well under 200 ms (``tests/test_curves.py``).
+the thinning. A 100,000-step run re-plots in well under 200 ms (``python -m explain.bench``: curves_100k_steps_ms).
 """
 
 from __future__ import annotations
