@@ -27,7 +27,7 @@ from torch import Tensor
 
 from .model import GoogLeNet, GoogLeNetConfig
 from .preprocess import CAFFE_IMAGENET, CIFAR10, IMAGENET, Preprocess
-from .weights import MAX_CHECKPOINT_BYTES, CheckpointError, CheckpointMeta, atomic_write, read_checkpoint, save_checkpoint
+from .weights import MAX_CHECKPOINT_BYTES, CheckpointError, CheckpointMeta, atomic_write, load_weights, read_checkpoint, save_checkpoint
 
 __all__ = [
     "is_project_checkpoint",
@@ -172,27 +172,8 @@ def infer_config(state: dict[str, Tensor], name: str = "state dict") -> GoogLeNe
 def build_from_state(state: dict[str, Tensor], name: str = "state dict") -> GoogLeNet:
     """A GoogLeNet with ``state`` loaded strictly; a mismatch names the offending keys and shapes."""
     config = infer_config(state, name)
-    model = GoogLeNet(**asdict(config))
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items() if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or wrong:
-        parts = [
-            f"{len(items)} {label}: {', '.join(items[:4])}"
-            for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-            if items
-        ]
-        raise CheckpointError(
-            f"{name}: does not match the GoogLeNet its shapes describe ({config.stem} stem, width {config.width:g}): {'; '.join(parts)}"
-        )
-    bad = [k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        raise CheckpointError(f"{name}: non-finite weights in {len(bad)} tensors (e.g. {bad[0]})")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
-    return model
+    what = f"{name}: does not match the GoogLeNet its shapes describe ({config.stem} stem, width {config.width:g})"
+    return load_weights(GoogLeNet(**asdict(config)), state, what)
 
 
 def read_class_names(source: str | os.PathLike | list[str] | tuple[str, ...], count: int) -> tuple[str, ...]:

@@ -38,6 +38,7 @@ __all__ = [
     "save_checkpoint",
     "read_checkpoint",
     "read_meta",
+    "load_weights",
     "find_checkpoints",
     "is_checkpoint_name",
     "INDEX_SUFFIX",
@@ -269,25 +270,33 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[GoogLeNet, CheckpointMeta]
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{path.name}: cannot read tensors ({error})") from None
-    model = GoogLeNet(**asdict(config))
+    model = load_weights(GoogLeNet(**asdict(config)), tensors, f"{path.name}: wrong architecture for its config")
+    return model, meta
+
+
+def load_weights(model: GoogLeNet, tensors: dict[str, Tensor], what: str) -> GoogLeNet:
+    """Load ``tensors`` into ``model`` strictly, as float32. A mismatch raises CheckpointError
+    starting with ``what`` and naming the offending keys and shapes; non-finite weights are refused."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong_shape = [
-        f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape
+        f"{k} {tuple(tensors[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
     ]
     if missing or unexpected or wrong_shape:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
-            if items:
-                parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
-        raise CheckpointError(f"{path.name}: wrong architecture for its config: {'; '.join(parts)}")
+        parts = [
+            f"{len(items)} {label} (e.g. {', '.join(items[:3])})"
+            for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+            if items
+        ]
+        raise CheckpointError(f"{what}: {'; '.join(parts)}")
     bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
-        raise CheckpointError(f"{path.name}: non-finite weights in {len(bad)} tensors (e.g. {bad[0]}): a diverged run?")
-    state = {k: (t.float() if t.is_floating_point() else t) for k, t in tensors.items()}
-    model.load_state_dict(state, strict=True)
-    return model, meta
+        raise CheckpointError(f"{what.split(':')[0]}: non-finite weights in {len(bad)} tensors (e.g. {bad[0]}): a diverged run?")
+    model.load_state_dict({k: (t.float() if t.is_floating_point() else t) for k, t in tensors.items()}, strict=True)
+    return model
 
 
 def _sniff(path: Path) -> None:
