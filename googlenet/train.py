@@ -299,11 +299,14 @@ class Trainer:
         good checkpoint stays the newest) and ``DataError``/``ValueError`` on bad data or config.
         """
         rank, world, local_rank = _distributed_env()
-        if world > 1 and not dist.is_initialized():
+        # Under torchrun even one process joins a process group and trains through DDP, so that a
+        # one-GPU machine runs the NCCL path that several GPUs will (``python -m bench.gpu``).
+        distributed = world > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+        if distributed and not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() and self.config.device != "cpu" else "gloo"
             dist.init_process_group(backend)
         device = pick_device(self.config.device)
-        if device.type == "cuda" and world > 1:
+        if device.type == "cuda" and distributed:
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
         run = _Run(self.config, self._data, device, rank, world, on_event, stop or threading.Event())
@@ -392,7 +395,8 @@ class _Run:
         self.log_every = config.log_every or (1 if device.type == "cpu" else 20)
 
         self.net: nn.Module = self.model
-        if world > 1:
+        self.ddp = dist.is_available() and dist.is_initialized()
+        if self.ddp:
             ids = [device.index] if device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if config.compile:
@@ -461,7 +465,7 @@ class _Run:
                     return status
             return self._end("finished", f"finished {c.epochs} epochs", self.last_checkpoint)
         finally:
-            if self.world > 1 and dist.is_initialized():
+            if self.ddp and dist.is_initialized():
                 dist.destroy_process_group()
 
     def _train_epoch(self, epoch: int, start_batch: int) -> EndEvent | None:
