@@ -14,6 +14,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,43 +37,72 @@ from .images import load_image
 EXAMPLE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "photos" / "cat.jpg"
 
 
-def median_seconds(fn, runs: int, warmup: int = 2) -> float:
+def median_seconds(fn, runs: int, warmup: int = 2, device: torch.device | None = None) -> float:
+    """Median wall time of ``fn``; on a GPU each call is bracketed by synchronisations."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(runs):
+        _sync(device)
         start = time.perf_counter()
         fn()
+        _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def bench_explore(runs: int, device: torch.device) -> float:
-    loaded = load_model("random", device=device)  # the ImageNet architecture, as the app runs it
-    picture = load_image(EXAMPLE)
-    explorer = Explorer(loaded, cache_size=0)
-    x, _ = explorer.prepare(picture)
-    target = int(explorer.classify(picture)["main"][0].index)
+def _sync(device: torch.device | None) -> None:
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    explore_s = median_seconds(lambda: explorer.explore(picture, target), runs)
+
+@dataclass(frozen=True)
+class ExploreTimes:
+    """Seconds (medians) of one explore and of what it replaces, on the same image and target."""
+
+    explore: float
+    naive: float  # 36 LayerGradCam calls on GoogLeNet as built (BN unfolded, contiguous memory)
+    naive_same_model: float  # the same 36 calls on the app's BN-folded channels_last model
+    forward_backward: float  # one forward + input-gradient backward of GoogLeNet as built
+    forward_backward_prepared: float  # the same on the app's model
+
+
+def measure_explore(explorer: Explorer, picture, target: int, runs: int, naive_runs: int | None = None) -> ExploreTimes:
+    loaded = explorer.loaded
+    device = loaded.device
+    x, _ = explorer.prepare(picture)
+    explore_s = median_seconds(lambda: explorer.explore(picture, target), runs, device=device)
 
     model = loaded.model
-    plain = GoogLeNet().eval().to(device)  # a model as users build it: BN unfolded, contiguous memory
+    plain = GoogLeNet(**asdict(loaded.config)).eval().to(device)  # a model as users build it: BN unfolded, contiguous memory
 
     def naive(net, inp):
         inp = inp.detach().clone().requires_grad_(True)
         for name in loaded.spec.branch_names:
             LayerGradCam(net, net.get_submodule(name)).attribute(inp, target, relu_attributions=True)
 
-    naive_s = median_seconds(lambda: naive(plain, x.contiguous()), max(3, runs // 3), warmup=1)
-    naive_same_s = median_seconds(lambda: naive(model, x), max(3, runs // 3), warmup=1)
+    naive_runs = naive_runs or max(3, runs // 3)
+    naive_s = median_seconds(lambda: naive(plain, x.contiguous()), naive_runs, warmup=1, device=device)
+    naive_same_s = median_seconds(lambda: naive(model, x), naive_runs, warmup=1, device=device)
 
     def forward_backward(net, inp):
         inp = inp.detach().clone().requires_grad_(True)
         net(inp)[0, target].backward()
 
-    plain_s = median_seconds(lambda: forward_backward(plain, x.contiguous()), runs)
-    prepared_s = median_seconds(lambda: forward_backward(model, x), runs)
+    plain_s = median_seconds(lambda: forward_backward(plain, x.contiguous()), runs, device=device)
+    prepared_s = median_seconds(lambda: forward_backward(model, x), runs, device=device)
+    return ExploreTimes(explore_s, naive_s, naive_same_s, plain_s, prepared_s)
+
+
+def bench_explore(runs: int, device: torch.device) -> float:
+    loaded = load_model("random", device=device)  # the ImageNet architecture, as the app runs it
+    picture = load_image(EXAMPLE)
+    explorer = Explorer(loaded, cache_size=0)
+    target = int(explorer.classify(picture)["main"][0].index)
+    times = measure_explore(explorer, picture, target, runs)
+    explore_s, naive_s, naive_same_s, plain_s, prepared_s = (
+        times.explore, times.naive, times.naive_same_model, times.forward_backward, times.forward_backward_prepared,
+    )  # fmt: skip
 
     exploration = explorer.explore(picture, target)
 

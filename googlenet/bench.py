@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -45,14 +46,19 @@ def run(args) -> int:
 # -- inference -----------------------------------------------------------------------------
 
 
-def _inference(device: torch.device, runs: int) -> int:
+def inference_models(device: torch.device) -> tuple[torch.nn.Module, GoogLeNet]:
+    """torchvision's googlenet as users run it, and the app's prepared model with the same weights."""
     import torchvision
 
     torch.manual_seed(0)
     reference = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).eval().to(device)
     model = GoogLeNet(aux_logits=True)
     model.load_state_dict(reference.state_dict(), strict=False)
-    app_model = prepare_for_inference(model, device)
+    return reference, prepare_for_inference(model, device)
+
+
+def _inference(device: torch.device, runs: int) -> int:
+    reference, app_model = inference_models(device)
     x = torch.rand(1, 3, 224, 224, device=device)
     x_cl = x.contiguous(memory_format=torch.channels_last)
 
@@ -86,24 +92,38 @@ def _inference(device: torch.device, runs: int) -> int:
 def _training(device: torch.device, args) -> int:
     data = read_cifar10(args.data)
     steps = args.steps or (30 if device.type == "cuda" else 3)
-    batch = args.batch_size or 64
-    guide = _guide_pipeline(data, device, steps, batch)
-    print(f"guide_pipeline_images_per_s={guide:.1f}  (torchvision transforms with Resize(224), DataLoader, plain network, fp32)")
-    engine_224 = _engine(data, device, steps, batch, preset="guide")
-    print(f"engine_guide_preset_224_images_per_s={engine_224:.1f}  (same network and recipe at 224, on-device data and augmentation)")
-    engine_fast = _engine(data, device, steps, batch, preset="fast", width=1.0)
+    speeds = measure_training(data, device, steps, args.batch_size or 64)
+    print(f"guide_pipeline_images_per_s={speeds.guide:.1f}  (torchvision transforms with Resize(224), DataLoader, plain network, fp32)")
     print(
-        f"engine_fast_preset_images_per_s={engine_fast:.1f}  (CIFAR stem at 32×32, BN, channels_last"
+        f"engine_guide_preset_224_images_per_s={speeds.engine_224:.1f}  (same network and recipe at 224, on-device data and augmentation)"
+    )
+    print(
+        f"engine_fast_preset_images_per_s={speeds.engine_fast:.1f}  (CIFAR stem at 32×32, BN, channels_last"
         + (", bf16)" if device.type == "cuda" else ")")
     )
-    n = 50_000
-    print(f"full_cifar10_epoch_seconds_fast={n / engine_fast:.1f}  (50,000 images at this rate)")
-    print(f"speedup_224={engine_224 / guide:.2f}")
-    print(f"speedup={engine_fast / guide:.2f}")
+    print(f"full_cifar10_epoch_seconds_fast={50_000 / speeds.engine_fast:.1f}  (50,000 images at this rate)")
+    print(f"speedup_224={speeds.engine_224 / speeds.guide:.2f}")
+    print(f"speedup={speeds.engine_fast / speeds.guide:.2f}")
     return 0
 
 
-def _guide_pipeline(data: CIFAR10, device: torch.device, steps: int, batch: int) -> float:
+class TrainingSpeeds(NamedTuple):
+    """Images/s of the three pipelines ``python -m googlenet bench`` compares."""
+
+    guide: float  # the guide's pipeline as written
+    engine_224: float  # this engine, guide preset (same network and recipe at 224)
+    engine_fast: float  # this engine, fast preset (CIFAR stem at 32×32)
+
+
+def measure_training(data: CIFAR10, device: torch.device, steps: int, batch: int, width: float = 1.0, size: int = 224) -> TrainingSpeeds:
+    """``width`` and ``size`` (the guide's 1.0 and 224) shrink only for smoke tests."""
+    guide = _guide_pipeline(data, device, steps, batch, width, size)
+    engine_224 = engine_speed(data, device, steps, batch, preset="guide", width=width, input_size=size).images_per_s
+    engine_fast = engine_speed(data, device, steps, batch, preset="fast", width=width).images_per_s
+    return TrainingSpeeds(guide, engine_224, engine_fast)
+
+
+def _guide_pipeline(data: CIFAR10, device: torch.device, steps: int, batch: int, width: float = 1.0, size: int = 224) -> float:
     """reference/googlenet-guide.md section 5 as written: PIL transforms in a DataLoader."""
     import torchvision.transforms as transforms
     from PIL import Image
@@ -113,7 +133,7 @@ def _guide_pipeline(data: CIFAR10, device: torch.device, steps: int, batch: int)
         [
             transforms.RandomCrop(32, padding=4),
             transforms.RandomHorizontalFlip(),
-            transforms.Resize(224),
+            transforms.Resize(size),
             transforms.ToTensor(),
             transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
         ]
@@ -129,7 +149,7 @@ def _guide_pipeline(data: CIFAR10, device: torch.device, steps: int, batch: int)
 
     loader = DataLoader(Subset(), batch_size=batch, shuffle=True)
     torch.manual_seed(0)
-    model = GoogLeNet(num_classes=10, aux_logits=True, batch_norm=False).to(device)  # the guide's network
+    model = GoogLeNet(num_classes=10, aux_logits=True, batch_norm=False, width=width).to(device)  # the guide's network
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=0.0001)
     criterion = torch.nn.CrossEntropyLoss()
     model.train()
@@ -153,21 +173,28 @@ def _guide_pipeline(data: CIFAR10, device: torch.device, steps: int, batch: int)
     return seen / (time.perf_counter() - started)
 
 
-def _engine(data: CIFAR10, device: torch.device, steps: int, batch: int, preset: str, **overrides) -> float:
+class EngineSpeed(NamedTuple):
+    images_per_s: float  # after the first log interval
+    warmup_s: float  # from the Trainer's start to its first step event: setup, first steps, any compilation
+
+
+def engine_speed(data: CIFAR10, device: torch.device, steps: int, batch: int, preset: str, **overrides) -> EngineSpeed:
     """Images/s of the Trainer after one warm-up interval, from its own step events.
 
     On a GPU the trainer syncs with the host only when it logs, so it logs every 10 steps here.
     """
     log_every = 1 if device.type == "cpu" else 10
-    rates: list[float] = []
+    events: list[StepEvent] = []
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(
             preset=preset, out=str(Path(out) / "bench"), batch_size=batch, max_steps=steps + log_every,
             log_every=log_every, device=str(device), epochs=1, **overrides,
         )  # fmt: skip
-        Trainer(config, data=data).run(lambda e: rates.append(e.images_per_s) if isinstance(e, StepEvent) else None, threading.Event())
+        Trainer(config, data=data).run(lambda e: events.append(e) if isinstance(e, StepEvent) else None, threading.Event())
+    rates = [e.images_per_s for e in events]
     timed = rates[1:] or rates  # the first interval holds kernel selection and allocator warm-up
-    return len(timed) / sum(1 / r for r in timed)  # images/s over the timed intervals (harmonic mean)
+    rate = len(timed) / sum(1 / r for r in timed)  # images/s over the timed intervals (harmonic mean)
+    return EngineSpeed(rate, events[0].elapsed)
 
 
 def _sync(device: torch.device) -> None:
