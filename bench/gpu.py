@@ -707,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="where to write the JSON (default: $OUT/gpu.json when $OUT is set)")
     args = parser.parse_args(argv)
 
-    from googlenet.weights import pick_device
+    from googlenet.device import pick_device
 
     sizes = SMOKE if args.smoke else FULL
     if args.limit is not None:
