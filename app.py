@@ -3,7 +3,8 @@
 The work is done by ``googlenet`` (model, weights, training) and ``explain`` (explorations,
 attributions, figures); each tab lives in ``ui/`` as plain handler functions (importable and
 testable without a server) and one builder that creates and wires its components.
-``python app.py [--weights SOURCE] [--host 127.0.0.1 --port 7860]``.
+``python app.py [--weights SOURCE] [--host 127.0.0.1 --port 7860] [--public] [--mcp] [--training off|owner|open] …``
+(the operator's settings: ``ui/settings.py`` and the README's table).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 import gradio as gr
 
 from googlenet.jobs import limit_malloc_arenas
-from ui import architecture_tab, compare_tab, explore_tab, train_tab
-from ui.shared import ASSETS, HUB, JOB, banner, model_choices_update, user_errors
+from ui import agents, architecture_tab, compare_tab, explore_tab, links, train_tab
+from ui.caching import cached
+from ui.settings import Settings, add_arguments, from_environment
+from ui.shared import ASSETS, HUB, JOB, banner, configure, current_visitor, model_choices_update, outputs, settings, user_errors, visitors
 
-__all__ = ["build", "main", "ASSETS", "HUB", "JOB", "CSS"]
+__all__ = ["build", "main", "launch_options", "ASSETS", "HUB", "JOB", "CSS"]
 
 log = logging.getLogger("googlenet-explorer")
 
@@ -31,19 +34,29 @@ See inside GoogLeNet (Inception v1, [Szegedy et al. 2015](https://arxiv.org/abs/
 
 
 @user_errors
-def upload_checkpoint(file):
-    """A checkpoint from the visitor: this project's .safetensors or a torchvision state dict."""
+def upload_checkpoint(file, request: gr.Request = None):
+    """A checkpoint from the visitor: this project's .safetensors or a torchvision state dict. On a
+    public server it is this visitor's (listed to them only, within their quota)."""
     if file is None:
         return gr.skip(), gr.skip()
     path = file if isinstance(file, str) else file.get("path") if isinstance(file, dict) else getattr(file, "name", None)
     name = Path(file.get("orig_name") or path).name if isinstance(file, dict) else Path(path).name
-    choice = HUB.add_upload(path, name)
+    owner = current_visitor(request)[0].key if settings().public else None
+    choice = HUB.add_upload(path, name, owner=owner)
     return model_choices_update(choice), banner(choice)
 
 
-def build() -> gr.Blocks:
+def build(rules: Settings | None = None) -> gr.Blocks:
+    """The page. ``rules``: the operator's settings (default: those configured, else the environment)."""
+    rules = configure(rules) if rules is not None else settings()
     default = HUB.default()
-    with gr.Blocks(title="GoogLeNet Explorer") as demo:
+    # Gradio's cache (uploaded pictures, drawn figures): swept every 10 minutes of what is older than
+    # the retention (a day locally); run history off unless the operator turns it on (README).
+    hours = rules.retention_hours or 24
+    with gr.Blocks(title="GoogLeNet Explorer", delete_cache=(600, int(min(hours, 24) * 3600))) as demo:
+        # The visitor's signed identity, kept in the browser (ui/visitors.py); the key that encrypts
+        # it in localStorage is derived from the server's secret so it survives restarts.
+        token = gr.BrowserState(None, storage_key="googlenet-explorer-visitor", secret=visitors().browser_secret())
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
             model = gr.Dropdown(HUB.choices(), value=default, label="Model", scale=3, interactive=True)
@@ -60,7 +73,7 @@ def build() -> gr.Blocks:
             with gr.Tab("Compare", id="compare"):
                 compare_tab.build(default, explore.colorscale)
             with gr.Tab("Train", id="train"):
-                train_tab.build(model)
+                whoami = train_tab.build(model, token)
             with gr.Tab("Architecture", id="architecture"):
                 architecture = architecture_tab.build()
 
@@ -69,16 +82,37 @@ def build() -> gr.Blocks:
         )
         refresh.click(model_choices_update, model, model, api_visibility="private")
         upload.upload(upload_checkpoint, upload, [model, live], api_name="upload_checkpoint")
+        agents.build(HUB.loaded(default).spec)
         demo.load(architecture_tab.architecture_view, model, architecture, api_visibility="private")
+        # Who is here (their own runs and uploads join the model list), then the shared view of the
+        # address if any, then the first exploration.
         demo.load(
-            explore_tab.explore_on_change,
+            train_tab.identify, token, outputs(train_tab.Identity, dict(token=token, whoami=whoami)), api_visibility="private", queue=False
+        ).then(model_choices_update, model, model, api_visibility="private", queue=False)
+        demo.load(links.open_link, None, explore.link_outputs, api_visibility="private", queue=False).then(
+            cached(explore_tab.explore_on_change),
             explore.inputs,
             explore.outputs,
             api_visibility="private",
             preprocess=False,
             concurrency_id="explore",
         )
+        agents.keep_to_agent_tools(demo)  # the UI's endpoints stay in the API, not in an agent's tool list
     return demo
+
+
+def launch_options(rules: Settings) -> dict:
+    """``demo.launch`` arguments that follow the operator's settings (``main`` and tests use them).
+
+    A public server turns Gradio's monitoring off, which is what the API page reads its per-endpoint
+    request counts and success rates from (``/monitoring/summary``): strangers no longer see them."""
+    return dict(
+        run_history=rules.run_history,
+        enable_monitoring=False if rules.public else None,
+        mcp_server=True if rules.mcp else None,
+        max_file_size="50mb",
+        allowed_paths=[str(ASSETS)],
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,15 +120,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", default=None, help="imagenet | bundled | random | a .safetensors checkpoint (default: auto)")
     parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
     parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     limit_malloc_arenas()  # serving threads + a training thread in one process: see its docstring
     logging.basicConfig(level=logging.INFO)
+    try:
+        rules = from_environment(args, on_gpu=HUB.device.type == "cuda")
+    except ValueError as error:
+        parser.error(str(error))
     HUB.prefer(args.weights or os.environ.get("GOOGLENET_WEIGHTS", "auto"))
-    demo = build()
+    demo = build(rules)
     demo.queue(default_concurrency_limit=2, max_size=128)
-    demo.launch(
-        server_name=args.host, server_port=args.port, max_file_size="50mb", theme=gr.themes.Soft(), css=CSS, allowed_paths=[str(ASSETS)]
-    )
+    log.info("settings: public=%s training=%s limits: %s", rules.public, rules.training, rules.limits_text() or "none")
+    demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS, **launch_options(rules))
 
 
 if __name__ == "__main__":

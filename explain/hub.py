@@ -3,6 +3,12 @@
 A choice is a short string: ``"imagenet"``, ``"bundled"``, ``"random"`` or ``"runs:NAME/FILE"``
 for a checkpoint under the runs folder. Only those are accepted, so a client cannot make the
 server open an arbitrary path.
+
+On a public server (``private_listing``) a visitor's runs and uploads are listed to, and loadable
+by, that visitor only (the operator's runs and the bundled model are everyone's): the app tells the
+hub who is asking through :attr:`ModelHub.viewer`. Uploads live in ``runs/uploads/<visitor key>/``
+under an :class:`UploadPolicy`: a per-visitor quota (refused past it), a total cap (oldest uploads
+evicted first; runs are never touched) and a retention time.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from googlenet.convert import import_checkpoint, is_project_checkpoint
+from googlenet.owners import read_owner
 from googlenet.weights import (
     BUNDLED_MODEL,
     CheckpointError,
@@ -36,10 +45,27 @@ from googlenet.weights import (
 from .explorer import Explorer
 from .microscope import Microscope
 
-__all__ = ["ModelHub", "UPLOAD_LIMIT_BYTES"]
+__all__ = ["ModelHub", "UploadPolicy", "UPLOAD_LIMIT_BYTES", "EVERYONE"]
 
 UPLOAD_LIMIT_BYTES = 200 * 2**20  # a full-width fp32 checkpoint is 52 MB
+EVERYONE = "*"  # a viewer who sees every run and upload (an operator)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_VISITOR_KEY = re.compile(r"[0-9a-f]{8,64}")
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    """Storage rules for uploaded checkpoints (``None``: no limit).
+
+    Attributes:
+        quota_bytes: one visitor's uploads together; an upload past it is refused.
+        total_bytes: all uploads together; past it the oldest uploads are deleted (never runs).
+        retention_s: uploads older than this are deleted (checked on upload and listing).
+    """
+
+    quota_bytes: int | None = None
+    total_bytes: int | None = None
+    retention_s: float | None = None
 
 
 class ModelHub:
@@ -55,19 +81,31 @@ class ModelHub:
         self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._imagenet_checked: tuple[float, bool] = (0.0, False)
+        self.private_listing = False  # public server: runs and uploads are their visitor's
+        self.viewer: Callable[[], str | None] = lambda: None  # the visitor key of the request being served
+        self.policy = UploadPolicy()
+        self._swept = 0.0
 
     # -- what can be picked --
 
-    def choices(self) -> list[tuple[str, str]]:
-        """(label, value) pairs, best first: ImageNet if obtainable, runs, bundled, random."""
+    def choices(self, viewer: str | None = None) -> list[tuple[str, str]]:
+        """(label, value) pairs, best first: ImageNet if obtainable, runs, bundled, random. On a
+        public server only what ``viewer`` may see (``None``: what everyone sees)."""
         items: list[tuple[str, str]] = []
         if self._operator_file is not None:
             items.append((f"{self._operator_file.name} (--weights)", "file"))
         if self.imagenet_available():
             items.append(("ImageNet weights (torchvision)", "imagenet"))
         root = runs_dir()
-        for path in find_checkpoints(root):
-            items.append((_checkpoint_label(path, root), "runs:" + path.relative_to(root).as_posix()))
+        self._sweep_uploads()
+        found = find_checkpoints(root)
+        if self.private_listing and viewer is not None and viewer != EVERYONE and _VISITOR_KEY.fullmatch(viewer):
+            found += [p for p in (root / "uploads" / viewer).glob("*.safetensors") if p.is_file()]
+        elif not self.private_listing or viewer == EVERYONE:
+            found += [p for p in root.glob("uploads/*/*.safetensors") if p.is_file()]
+        for path in sorted(found, key=_mtime, reverse=True):
+            if self.visible(path, viewer):
+                items.append((_checkpoint_label(path, root), "runs:" + path.relative_to(root).as_posix()))
         if BUNDLED_MODEL.exists():
             items.append(("bundled small CIFAR-10 model", "bundled"))
         items.append(("random init (untrained)", "random"))
@@ -85,7 +123,7 @@ class ModelHub:
         self._operator_file, self.preferred = path, "file"
 
     def default(self) -> str:
-        """The operator's preference, else what ``load_model("auto")`` would pick."""
+        """The operator's preference, else the best choice everyone may see."""
         values = [value for _, value in self.choices()]
         if self.preferred in values or self.preferred in ("imagenet", "bundled", "random"):
             return self.preferred
@@ -165,32 +203,104 @@ class ModelHub:
         path = (root / choice[len("runs:") :]).resolve()
         if not path.is_relative_to(root) or path.suffix != ".safetensors":
             raise ValueError("checkpoints can only be loaded from the runs folder")
-        if not path.is_file():
+        # Another visitor's run reads exactly like a missing one: names are not an oracle.
+        if not path.is_file() or not self.visible(path, self.viewer()):
             raise ValueError(f"checkpoint {choice[5:]} no longer exists; refresh the model list")
         return path
 
-    def add_upload(self, path: str | Path, name: str | None = None) -> str:
-        """Validate an uploaded checkpoint and keep it under ``runs/uploads/``; returns its choice.
+    def stamp(self, choice: str | None) -> str:
+        """The choice with its file's size and time: changes when a checkpoint is rewritten."""
+        choice = choice or self.default()
+        return f"{choice}:{_stamp(self.resolve(choice))}"
+
+    def visible(self, path: Path, viewer: str | None) -> bool:
+        """Whether ``viewer`` may list and load the checkpoint at ``path`` (always, off a public server)."""
+        if not self.private_listing or viewer == EVERYONE:
+            return True
+        root = runs_dir().resolve()
+        relative = path.resolve().relative_to(root).parts
+        if relative[0] == "uploads":  # uploads/FILE: the operator's; uploads/KEY/FILE: that visitor's
+            return len(relative) == 2 or (viewer is not None and relative[1] == viewer)
+        owner = read_owner(root / relative[0])
+        return owner is None or owner.operator or owner.key == viewer
+
+    def add_upload(self, path: str | Path, name: str | None = None, owner: str | None = None) -> str:
+        """Validate an uploaded checkpoint and keep it under ``runs/uploads/`` (``uploads/OWNER/``
+        for a visitor of a public server); returns its choice.
 
         This project's checkpoints are kept as they are; a torchvision-layout state dict
         (``.pth``/``.pt``/``.bin``, or safetensors without this project's metadata) is converted
-        (see :mod:`googlenet.convert`). Nothing is kept unless the whole file is valid.
+        (see :mod:`googlenet.convert`). Nothing is kept unless the whole file is valid and fits
+        the visitor's quota; past the total cap the oldest uploads are deleted.
         """
         path = Path(path)
         size = path.stat().st_size
         if size > UPLOAD_LIMIT_BYTES:
             raise CheckpointError(f"{name or path.name}: {size / 2**20:.0f} MB is over the {UPLOAD_LIMIT_BYTES >> 20} MB upload limit")
+        if owner is not None and not _VISITOR_KEY.fullmatch(owner):
+            raise ValueError(f"upload owner must be a visitor key (hex), got {owner!r}")
+        self._sweep_uploads(force=True)
         with tempfile.TemporaryDirectory() as scratch:
             if is_project_checkpoint(path):
                 read_meta(path)  # header and metadata first: cheap, and raises CheckpointError with the reason
                 load_model(path, device="cpu")  # then tensors and shapes, before anything is kept
             else:
                 path = import_checkpoint(path, Path(scratch) / "imported.safetensors")
-            return self._keep_upload(path, name)
+            folder = runs_dir() / "uploads" / (owner if owner is not None and self.private_listing else "")
+            self._check_quota(folder, path.stat().st_size, owner is not None and self.private_listing)
+            choice = self._keep_upload(path, name, folder)
+        self._evict_uploads(keep=runs_dir() / choice[len("runs:") :])
+        return choice
 
-    def _keep_upload(self, path: Path, name: str | None) -> str:
+    def uploads(self) -> list[Path]:
+        """Every kept upload, oldest first."""
+        return sorted((p for p in (runs_dir() / "uploads").rglob("*.safetensors") if p.is_file()), key=_mtime)
+
+    def _check_quota(self, folder: Path, size: int, per_visitor: bool) -> None:
+        quota = self.policy.quota_bytes
+        if not per_visitor or quota is None:
+            return
+        used = sum(p.stat().st_size for p in folder.glob("*.safetensors") if p.is_file()) if folder.is_dir() else 0
+        if used + size > quota:
+            raise CheckpointError(
+                f"upload refused: your uploads would take {(used + size) / 2**20:.1f} MB, over the per-visitor quota of "
+                f"{quota / 2**20:g} MB (GOOGLENET_UPLOAD_QUOTA_MB); uploads are kept {self._retention_text()}"
+            )
+
+    def _evict_uploads(self, keep: Path | None = None) -> list[Path]:
+        """Past the total cap, delete the oldest uploads (never ``keep``, never a run)."""
+        cap = self.policy.total_bytes
+        if cap is None:
+            return []
+        uploads = self.uploads()
+        total, gone = sum(p.stat().st_size for p in uploads), []
+        for path in uploads:
+            if total <= cap:
+                break
+            if keep is not None and path.resolve() == keep.resolve():
+                continue
+            total -= path.stat().st_size
+            path.unlink(missing_ok=True)
+            gone.append(path)
+        return gone
+
+    def _sweep_uploads(self, force: bool = False) -> None:
+        """Delete uploads older than the retention time (at most once a minute unless forced)."""
+        if self.policy.retention_s is None or (not force and time.monotonic() - self._swept < 60):
+            return
+        self._swept = time.monotonic()
+        limit = time.time() - self.policy.retention_s
+        for path in self.uploads():
+            if path.stat().st_mtime < limit:
+                path.unlink(missing_ok=True)
+
+    def _retention_text(self) -> str:
+        hours = self.policy.retention_s / 3600 if self.policy.retention_s else None
+        return f"{hours:g} hours" if hours else "until the operator removes them"
+
+    def _keep_upload(self, path: Path, name: str | None, target_dir: Path | None = None) -> str:
         stem = _SAFE_NAME.sub("-", Path(name or path.name).stem).strip("-.")[:60] or "upload"
-        target_dir = runs_dir() / "uploads"
+        target_dir = target_dir if target_dir is not None else runs_dir() / "uploads"
         target_dir.mkdir(parents=True, exist_ok=True)
         target, n = target_dir / f"{stem}.safetensors", 1
         while target.exists() and not filecmp.cmp(target, path, shallow=False):  # never overwrite
@@ -199,6 +309,13 @@ class ModelHub:
         if not target.exists():
             atomic_write(target, lambda tmp: shutil.copyfile(path, tmp))
         return "runs:" + target.relative_to(runs_dir()).as_posix()
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def _stamp(source: str | Path) -> str:

@@ -1,5 +1,9 @@
 """One background training run at a time, shared by every user of a server (the app's Train tab).
 
+A run started with an :class:`~googlenet.owners.Owner` belongs to it: :meth:`TrainingJob.stop`
+refuses anyone else unless told to override (an operator), and everyone sees who runs it (by
+anonymised name) and when the trainer frees up. A wall-time limit stops the run with a checkpoint.
+
 The run happens in a thread of the serving process: PyTorch releases the GIL inside its kernels,
 so requests keep being answered (measured in ``python -m bench.app``). Events are kept in memory
 for live plots and are also in ``runs/NAME/metrics.jsonl``, so a restarted server can show the
@@ -16,16 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import CIFAR10, DataError, read_cifar10
+from .owners import Owner, read_owner, write_owner
 from .train import EndEvent, EpochEvent, Event, StartEvent, StepEvent, TrainConfig, Trainer, TrainingError, read_metrics
 from .weights import runs_dir
 
-__all__ = ["JobBusy", "JobStatus", "TrainingJob", "latest_run", "limit_malloc_arenas"]
+__all__ = ["JobBusy", "NotOwner", "JobStatus", "TrainingJob", "latest_run", "limit_malloc_arenas"]
 
 log = logging.getLogger(__name__)
 
 
 class JobBusy(RuntimeError):
     """A second Start while a run is in progress."""
+
+
+class NotOwner(PermissionError):
+    """A Stop from someone who does not own the run."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +53,20 @@ class JobStatus:
     events: list[Event] = field(default_factory=list)
     started: float | None = None
     version: int = 0  # increases with every event: pollers re-draw only when it changes
+    owner: Owner | None = None  # None: the operator's (CLI) or an open server's run
+    deadline: float | None = None  # wall-clock time (time.time()) at which the run is stopped
 
     @property
     def progress(self) -> float:
         return self.step / self.total_steps if self.total_steps else 0.0
+
+    @property
+    def frees_at(self) -> float | None:
+        """When the trainer is expected to be free: the run's ETA, or its wall-time limit if sooner."""
+        if not self.running:
+            return None
+        ends = [t for t in (time.time() + self.eta if self.eta is not None else None, self.deadline) if t is not None]
+        return min(ends) if ends else None
 
 
 class TrainingJob:
@@ -64,16 +83,26 @@ class TrainingJob:
         self._started: float | None = None
         self._data_cache: dict[str, CIFAR10] = {}
         self._disk: tuple[tuple, JobStatus] | None = None  # last run read from disk, by file and mtime
+        self._owner: Owner | None = None
+        self._deadline: float | None = None
+        self._limit_message = ""
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, config: TrainConfig) -> None:
-        """Start ``config`` in the background; raises JobBusy, DataError or ValueError at once."""
+    def start(self, config: TrainConfig, owner: Owner | None = None, max_seconds: float | None = None) -> None:
+        """Start ``config`` in the background; raises JobBusy, DataError or ValueError at once.
+
+        ``owner``: who may stop it (recorded beside its checkpoints); ``max_seconds``: wall time
+        after which the run is stopped with a checkpoint."""
         with self._starting:  # one start at a time; status() does not wait while data is read
             if self.running:
-                raise JobBusy(f"a training run is already in progress ({self._out.name if self._out else 'starting'}); stop it first")
+                whose = f", started by {self._owner.name}" if self._owner else ""
+                raise JobBusy(
+                    f"a training run is already in progress ({self._out.name if self._out else 'starting'}{whose}); "
+                    + ("wait for it to finish" if self._owner else "stop it first")
+                )
             data = self._data(config.data)  # read before starting so a bad folder errors right away
             trainer = Trainer(config, data=data)
             with self._lock:
@@ -82,14 +111,25 @@ class TrainingJob:
                 self._state, self._message = "starting", "reading data and building the model"
                 self._out = None
                 self._started = time.time()
+                self._owner = owner
+                self._deadline = self._started + max_seconds if max_seconds else None
+                self._limit_message = f"stopped at its wall-time limit of {max_seconds / 60:g} min" if max_seconds else ""
                 self._thread = threading.Thread(target=self._run, args=(trainer,), name="googlenet-training", daemon=True)
                 self._thread.start()
 
-    def stop(self) -> bool:
-        """Ask the run to stop after its current step (it then saves a checkpoint)."""
+    def stop(self, by: str | None = None, override: bool = False) -> bool:
+        """Ask the run to stop after its current step (it then saves a checkpoint).
+
+        A run with an owner stops only for ``by == owner.key`` or ``override`` (an operator, or a
+        server open to all); anyone else gets :class:`NotOwner` with whose run it is."""
         with self._lock:
             if not self.running or self._state not in ("starting", "running", "stopping"):
                 return False
+            if self._owner is not None and not override and by != self._owner.key:
+                raise NotOwner(
+                    f"this run was started by {self._owner.name}: only they (or the server's operator) can stop it. "
+                    "It keeps training; its curves stay visible here."
+                )
             self._stop.set()
             self._state = "stopping"
             self._message = "stopping after the current step; a checkpoint will be saved"
@@ -114,7 +154,7 @@ class TrainingJob:
             state, message, out = self._state, self._message, self._out
         if state == "idle":  # nothing started in this process: show the last run on disk
             return self._last_run_status()
-        return _status(events, self.running, state, message, out, self._started)
+        return _status(events, self.running, state, message, out, self._started, self._owner, self._deadline)
 
     # -- internals --
 
@@ -145,10 +185,16 @@ class TrainingJob:
             if isinstance(event, StartEvent):
                 self._out = Path(event.out)
                 self._state, self._message = "running", f"training {event.run} on {event.device}"
+                if self._owner is not None:
+                    write_owner(self._out, self._owner)  # before the first checkpoint is listed anywhere
             elif isinstance(event, EndEvent):
-                self._state, self._message = event.status, event.message
+                limited = event.status == "stopped" and self._deadline is not None and time.time() >= self._deadline
+                self._state, self._message = event.status, (f"{self._limit_message}; {event.message}" if limited else event.message)
             elif self._state == "starting":
                 self._state = "running"
+            if self._deadline is not None and time.time() >= self._deadline and not self._stop.is_set():
+                self._stop.set()  # the trainer checks it after every step and saves a checkpoint
+                self._state, self._message = "stopping", self._limit_message
 
     def _last_run_status(self) -> JobStatus:
         """After a restart: the newest run's curves, read back from its metrics.jsonl (cached)."""
@@ -162,12 +208,21 @@ class TrainingJob:
         events = read_metrics(run)
         ended = next((e for e in reversed(events) if isinstance(e, EndEvent)), None)
         message = f"last run {run.name}: " + (ended.message if ended else "interrupted (no end recorded); resume it with --resume")
-        status = _status(events, False, ended.status if ended else "stopped", message, run, None)
+        status = _status(events, False, ended.status if ended else "stopped", message, run, None, read_owner(run))
         self._disk = (key, status)
         return status
 
 
-def _status(events: list[Event], running: bool, state: str, message: str, out: Path | None, started: float | None) -> JobStatus:
+def _status(
+    events: list[Event],
+    running: bool,
+    state: str,
+    message: str,
+    out: Path | None,
+    started: float | None,
+    owner: Owner | None = None,
+    deadline: float | None = None,
+) -> JobStatus:
     start = next((e for e in events if isinstance(e, StartEvent)), None)
     last_step = next((e for e in reversed(events) if isinstance(e, StepEvent)), None)
     last_epoch = next((e for e in reversed(events) if isinstance(e, EpochEvent)), None)
@@ -185,6 +240,8 @@ def _status(events: list[Event], running: bool, state: str, message: str, out: P
         events=events,
         started=started,
         version=len(events),
+        owner=owner,
+        deadline=deadline if running else None,
     )
 
 

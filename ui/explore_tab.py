@@ -23,6 +23,8 @@ from explain.figures import (
 )
 from explain.images import load_image
 
+from . import links
+from .caching import cached, examples_cache_folder
 from .shared import HUB, TOP_CLASS, examples, gpu, image_input, outputs, unchanged, user_errors
 
 DEFAULT_DATA = os.environ.get("GOOGLENET_DATA", "data")
@@ -54,7 +56,16 @@ class KnockoutView(NamedTuple):
 @user_errors
 @gpu
 def classify(image, model: str | None = None, topk: int = 5) -> dict:
-    """Top-k of the main head and both aux heads for one image."""
+    """Classify an image with GoogLeNet (Inception v1): the top-k classes of its main head and of its two auxiliary heads (aux1 after inception4a, aux2 after inception4d), which show what the network already knows half-way through.
+
+    Args:
+        image: the picture to classify (a URL or an uploaded file).
+        model: which weights, from the app's model list: "bundled" (a small CIFAR-10 model), "imagenet" (torchvision's ImageNet weights, when the server has them), "random", or a trained checkpoint; empty for the server's default.
+        topk: how many classes per head (default 5).
+
+    Returns:
+        JSON with the model's name, the device, caveats (notes) and, per head (main, aux1, aux2), the top-k labels with their probabilities.
+    """
     explorer = HUB.explorer(model)
     predictions = explorer.classify(image_input(image), int(topk))
     return {
@@ -100,7 +111,7 @@ def explore_on_change(image, *args) -> ExploreView:
     """The image changed (upload, webcam, paste, example): explore it; a cleared image is no error."""
     if image is None:
         return unchanged(ExploreView)
-    return explore_view(image, *args)
+    return cached(explore_view)(image, *args)  # one content cache for the button, the picture and the examples
 
 
 def summary_text(exploration, branch: str) -> str:
@@ -197,6 +208,7 @@ class ExploreTab:
     colorscale: gr.Dropdown
     inputs: list
     outputs: list
+    link_outputs: list
 
 
 def build(model: gr.Dropdown, default: str) -> ExploreTab:
@@ -212,10 +224,11 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
             image = gr.Image(
                 first[0], label="Image", sources=["upload", "webcam", "clipboard"], type="filepath", height=280, elem_id="input-image"
             )
+            galleries = []  # (cached on the default model, plain for any other model)
             for kind_name in ("cifar", "photos") if cifar_first else ("photos", "cifar"):
                 if examples(kind_name):
                     label = "CIFAR-10-style examples (32×32)" if kind_name == "cifar" else "Photos"
-                    gr.Examples(examples(kind_name), inputs=image, label=label, examples_per_page=12)
+                    galleries.append((kind_name, label))
             target = gr.Dropdown([TOP_CLASS], value=TOP_CLASS, label="Explain which class", allow_custom_value=False, filterable=True)
             run = gr.Button("Explore", variant="primary", elem_id="explore-button")
             with gr.Accordion("View", open=True):
@@ -224,6 +237,9 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
                 colorscale = gr.Dropdown(list(COLORSCALES), value="Inferno", label="Colour map")
                 opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Map opacity over the image")
                 branch = gr.Dropdown(list(spec.branch_names), value=DEFAULT_BRANCH, label="Branch to open", filterable=True)
+                share = gr.Button("🔗 Link to this view", size="sm", elem_id="share-view")
+                link = gr.Textbox(label="Link to this view", buttons=["copy"], visible=False, elem_id="share-link")
+                link_note = gr.Markdown(elem_id="share-note")
         with gr.Column(scale=3):
             heads = gr.Plot(show_label=False, label="Predictions: main head and the two auxiliary classifiers", elem_id="heads-plot")
             summary = gr.Markdown()
@@ -266,12 +282,17 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
     explore_inputs = [image, model, target, *view]
     explore_outputs = outputs(ExploreView, components)
     run.click(
-        explore_view, explore_inputs, explore_outputs, api_name="explore", preprocess=False, concurrency_limit=2, concurrency_id="explore"
-    )
+        cached(explore_view), explore_inputs, explore_outputs, api_name="explore", preprocess=False, concurrency_limit=2,
+        concurrency_id="explore",
+    )  # fmt: skip
     image.change(
-        explore_on_change, explore_inputs, explore_outputs, api_visibility="private", preprocess=False,
+        cached(explore_on_change), explore_inputs, explore_outputs, api_visibility="private", preprocess=False,
         concurrency_id="explore", trigger_mode="always_last",
     )  # fmt: skip
+    _example_galleries(galleries, image, default, model, components)
+    share.click(links.share_view, explore_inputs, [link, link_note], api_visibility="private").then(
+        None, link, link, js="(q) => ({value: window.location.origin + window.location.pathname + q, visible: true, __type__: 'update'})"
+    )
     for control in view:
         control.change(rerender, [exploration, *view], outputs(Redraw, components), api_visibility="private", show_progress="hidden")
     attribute_button.click(
@@ -309,5 +330,38 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
         classify, [hidden_image, model, topk], classify_json, api_name="classify", preprocess=False, concurrency_limit=4
     )
     return ExploreTab(
-        image=image, target=target, exploration=exploration, colorscale=colorscale, inputs=explore_inputs, outputs=explore_outputs
-    )
+        image=image, target=target, exploration=exploration, colorscale=colorscale, inputs=explore_inputs, outputs=explore_outputs,
+        link_outputs=outputs(links.LinkedView, dict(image=image, model=model, target=target, kind=kind, colorscale=colorscale,
+                                                    opacity=opacity, branch=branch, link_note=link_note)),
+    )  # fmt: skip
+
+
+def example_view(image, model):
+    """A lazily cached example: the default view of the default model (the same call, so the same
+    content-cache entry, as the explore that the picture's change then runs)."""
+    view = cached(explore_view)(image, model, TOP_CLASS, "cam", "Inferno", 0.6, DEFAULT_BRANCH)
+    return view.heads, view.atlas, view.contributions, view.channels, view.summary
+
+
+def _example_galleries(galleries, image, default: str, model, components) -> None:
+    """The example pictures twice: cached lazily (Gradio's ``cache_examples``) while the default model
+    is live, plain for any other model (Gradio keys its cache by position, not by model)."""
+    figures = [components[name] for name in ("heads", "atlas", "contributions", "channels", "summary")]
+    with_cache, plain = [], []
+    for kind_name, label in galleries:
+        pictures = examples(kind_name)
+        with examples_cache_folder(default, extra=repr(pictures)):
+            with_cache.append(
+                gr.Examples(
+                    [[p, default] for p in pictures], inputs=[image, model], outputs=figures, fn=example_view, label=label,
+                    examples_per_page=12, cache_examples=True, cache_mode="lazy", visible_columns=[0], preprocess=False,
+                    postprocess=True,
+                )
+            )  # fmt: skip
+        plain.append(gr.Examples(pictures, inputs=image, label=label, examples_per_page=12, visible=False))
+
+    def show(choice):
+        on_default = choice == default
+        return [gr.update(visible=on_default)] * len(with_cache) + [gr.update(visible=not on_default)] * len(plain)
+
+    model.change(show, model, [e.dataset for e in with_cache + plain], api_visibility="private", queue=False)

@@ -1,5 +1,6 @@
-"""What every tab shares: the model hub and the training job of this server, the turning of expected
-failures into clear messages, the raw upload, the banner, and named outputs."""
+"""What every tab shares: the model hub and the training job of this server, the operator's settings
+and who the visitor is, the turning of expected failures into clear messages, the raw upload, the
+banner, and named outputs."""
 
 from __future__ import annotations
 
@@ -12,21 +13,15 @@ from typing import Any, NamedTuple
 import gradio as gr
 
 from explain import ImageError
-from explain.hub import ModelHub
+from explain.hub import EVERYONE, ModelHub, UploadPolicy
 from googlenet.data import DataError
-from googlenet.jobs import JobBusy, TrainingJob
+from googlenet.jobs import JobBusy, NotOwner, TrainingJob
 from googlenet.train import TrainingError
-from googlenet.weights import CheckpointError
+from googlenet.weights import CheckpointError, runs_dir
 
-try:  # Hugging Face ZeroGPU: functions that use the GPU must be decorated; a no-op elsewhere.
-    import spaces
-
-    gpu = spaces.GPU
-except ImportError:
-
-    def gpu(fn):
-        return fn
-
+from .settings import Settings, from_environment
+from .visitors import Visitor, Visitors, load_secret
+from .zerogpu import gpu
 
 __all__ = [
     "ASSETS",
@@ -34,6 +29,10 @@ __all__ = [
     "JOB",
     "TOP_CLASS",
     "gpu",
+    "configure",
+    "settings",
+    "visitors",
+    "current_visitor",
     "user_errors",
     "image_input",
     "banner",
@@ -47,8 +46,61 @@ log = logging.getLogger("googlenet-explorer")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 HUB = ModelHub()
 JOB = TrainingJob()
-USER_ERRORS = (ImageError, CheckpointError, DataError, TrainingError, JobBusy, ValueError, FileNotFoundError)
+USER_ERRORS = (ImageError, CheckpointError, DataError, TrainingError, JobBusy, NotOwner, ValueError, FileNotFoundError)
 TOP_CLASS = "(top class)"
+_SETTINGS: Settings | None = None
+_VISITORS: Visitors | None = None
+
+
+def configure(new: Settings) -> Settings:
+    """Apply the operator's settings to this process (``app.main`` and tests call it before ``build``)."""
+    global _SETTINGS
+    _SETTINGS = new
+    mb = 2**20
+    HUB.private_listing = new.public
+    HUB.policy = UploadPolicy(
+        quota_bytes=int(new.upload_quota_mb * mb) if new.upload_quota_mb else None,
+        total_bytes=int(new.upload_total_mb * mb) if new.upload_total_mb else None,
+        retention_s=new.retention_hours * 3600 if new.retention_hours else None,
+    )
+    HUB.viewer = viewer_key
+    return new
+
+
+def settings() -> Settings:
+    """The settings in force (read from the environment on first use if nobody configured them)."""
+    return _SETTINGS if _SETTINGS is not None else configure(from_environment())
+
+
+def visitors() -> Visitors:
+    """This server's visitor registry (its secret is read or made on first use)."""
+    global _VISITORS
+    if _VISITORS is None:
+        _VISITORS = Visitors(load_secret(runs_dir()))
+    return _VISITORS
+
+
+def session_hash(request: gr.Request | None = None) -> str | None:
+    """The Gradio session of the event being served (each page load and each API client has one)."""
+    if request is None:
+        from gradio.context import LocalContext  # where Gradio keeps the request of the running event
+
+        request = LocalContext.request.get(None)
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
+def current_visitor(request: gr.Request | None = None, token: object = None) -> tuple[Visitor, bool]:
+    """The visitor behind this event (see :meth:`Visitors.identify`): (visitor, token is new)."""
+    return visitors().identify(token, session_hash(request))
+
+
+def viewer_key() -> str | None:
+    """Who the model hub lists and loads for: a visitor key, everyone for an operator, None for a
+    request from a session that never showed a token (it sees what everyone sees)."""
+    visitor = visitors().of_session(session_hash())
+    if visitor is None:
+        return None
+    return EVERYONE if visitor.operator else visitor.key
 
 
 def user_errors(fn):
@@ -113,8 +165,8 @@ def banner(choice: str | None) -> str:
 
 
 def model_choices_update(value: str | None = None):
-    """The model list now, keeping ``value`` when it is still there."""
-    choices = HUB.choices()
+    """The model list now, as this visitor may see it, keeping ``value`` when it is still there."""
+    choices = HUB.choices(viewer_key())
     values = [v for _, v in choices]
     return gr.update(choices=choices, value=value if value in values else values[0])
 

@@ -1,9 +1,17 @@
 """The Train tab: a training run in the background with live curves, per-epoch accuracy per head,
-the probe image's predictions, Stop, and the new checkpoint joining the model picker."""
+the probe image's predictions, Stop, and the new checkpoint joining the model picker.
+
+On a shared server the run belongs to the visitor who started it (see ``ui/visitors.py``): only
+they or an operator can stop it, everyone else watches it read-only with its owner's anonymised
+name and when the trainer frees up; the operator's limits (``ui/settings.py``) bound what a visitor
+may ask for, and a public server offers named datasets instead of a folder path.
+"""
 
 from __future__ import annotations
 
+import hmac
 import os
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -11,12 +19,19 @@ import gradio as gr
 
 from explain import HEADS
 from explain.curves import training_figure
-from googlenet.data import download_cifar10
+from googlenet.data import DataError, download_cifar10
+from googlenet.owners import Owner
 from googlenet.train import PRESETS, EndEvent, EpochEvent, StepEvent, TrainConfig, preset_for_device
 
-from .shared import HUB, JOB, model_choices_update, outputs, unchanged, user_errors
+from .shared import HUB, JOB, current_visitor, model_choices_update, outputs, settings, unchanged, user_errors, visitors
+from .zerogpu import on_zero_gpu
 
 DEFAULT_DATA = os.environ.get("GOOGLENET_DATA", "data")
+ZERO_GPU_REFUSAL = (
+    "Training is not offered on ZeroGPU hardware: a run trains in a background thread, and a background thread "
+    "cannot hold a ZeroGPU slot. Train with `python -m googlenet train` on your own GPU, or duplicate this Space "
+    "onto dedicated GPU hardware."
+)
 
 
 class PresetForm(NamedTuple):
@@ -25,6 +40,23 @@ class PresetForm(NamedTuple):
     lr: Any
     width: Any
     stem: Any
+
+
+class Started(NamedTuple):
+    message: Any
+    token: Any
+
+
+class Identity(NamedTuple):
+    token: Any
+    whoami: Any
+
+
+class OwnerView(NamedTuple):
+    owner_note: Any
+    start: Any
+    stop: Any
+    owner_seen: Any
 
 
 class TrainPoll(NamedTuple):
@@ -44,36 +76,136 @@ def preset_defaults(preset: str) -> PresetForm:
 
 
 @user_errors
-def train_start(preset, epochs, batch_size, lr, width, stem, aux_weight, data):
+def train_start(
+    preset, epochs, batch_size, lr, width, stem, aux_weight, data, minutes=None, token=None, request: gr.Request = None
+) -> Started:
+    """Start a run for this visitor, within the operator's limits. Returns the message and the
+    visitor's signed token (an API client passes it to /train_stop from another connection)."""
+    rules = settings()
+    visitor, _ = current_visitor(request, token)
+    if on_zero_gpu():
+        raise ValueError(ZERO_GPU_REFUSAL)
+    if rules.training == "off" and not visitor.operator:
+        raise ValueError("Refused: training from the app is off on this server (GOOGLENET_TRAINING=off).")
+    input_size = 32 if stem == "cifar" else 224
+    minutes = float(minutes) if minutes not in (None, "") and float(minutes) > 0 else None
+    if not visitor.operator:
+        rules.check_run(epochs=int(epochs), width=float(width), input_size=input_size, batch_size=int(batch_size), minutes=minutes)
+    folder = rules.dataset(data) if rules.public else Path(str(data or rules.data_root))
+    wall = minutes if minutes is not None or visitor.operator else rules.max_minutes
     config = TrainConfig(
-        data=str(data or DEFAULT_DATA), preset=preset, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
+        data=str(folder), preset=preset, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
         width=float(width), stem=stem, aux_weight=float(aux_weight),
-        input_size=32 if stem == "cifar" else 224, normalize="cifar" if stem == "cifar" else "imagenet",
+        input_size=input_size, normalize="cifar" if stem == "cifar" else "imagenet",
     )  # fmt: skip
-    JOB.start(config)
-    return f"Started: {preset} preset, {int(epochs)} epochs, width {width}, on {HUB.device}. The curves update every second."
-
-
-def train_stop() -> str:
-    return "Stopping after the current step; a checkpoint will be saved." if JOB.stop() else "No run in progress."
+    owner = Owner(visitor.key, visitor.name, visitor.operator) if rules.training == "owner" else None
+    JOB.start(config, owner=owner, max_seconds=wall * 60 if wall else None)
+    whose = f" It is yours ({visitor.name}): only you or the operator can stop it." if owner else ""
+    limit = f" It stops by itself after {wall:g} min." if wall else ""
+    message = (
+        f"Started: {preset} preset, {int(epochs)} epochs, width {width}, on {HUB.device}. The curves update every second.{whose}{limit}"
+    )
+    return Started(message=message, token=visitor.token)
 
 
 @user_errors
-def train_download(data):
-    return f"CIFAR-10 downloaded and checked: {download_cifar10(data or DEFAULT_DATA)}"
+def train_stop(token=None, request: gr.Request = None) -> str:
+    """Stop the run (its owner, an operator, or anyone on a server open to all)."""
+    visitor, _ = current_visitor(request, token)
+    override = visitor.operator or settings().training == "open"
+    stopped = JOB.stop(by=visitor.key, override=override)
+    return "Stopping after the current step; a checkpoint will be saved." if stopped else "No run in progress."
 
 
-def train_status() -> dict:
-    """The job for scripts: state, progress, last metrics and the per-epoch accuracies."""
+@user_errors
+def train_download(data, token=None, request: gr.Request = None):
+    """Download CIFAR-10. On a public server only where the operator said (inside the data root),
+    whatever the form holds; locally into the folder typed."""
+    rules = settings()
+    visitor, _ = current_visitor(request, token)
+    if rules.public or rules.download_dir is not None:
+        if not rules.downloads and not visitor.operator:
+            raise ValueError("Refused: downloads are off on this server (GOOGLENET_DOWNLOADS); pick a dataset from the list.")
+        target = rules.download_dir or rules.data_root / "cifar10"
+    else:
+        target = Path(str(data or rules.data_root))
+    try:
+        folder = download_cifar10(target)
+    except DataError as error:  # "<urlopen error …>" would be read as an HTML tag and vanish from the toast
+        raise DataError(str(error).replace("<", "(").replace(">", ")")) from None
+    where = f"dataset “{target.name}”" if rules.public else str(folder)
+    return f"CIFAR-10 downloaded and checked: {where}"
+
+
+def train_status(token=None, request: gr.Request = None) -> dict:
+    """The job for scripts: state, progress, last metrics, the per-epoch accuracies, and who runs it."""
     status = JOB.status()
     epochs = [e for e in status.events if isinstance(e, EpochEvent)]
     last = next((e for e in reversed(status.events) if isinstance(e, StepEvent)), None)
+    visitor, _ = current_visitor(request, token)
+    frees_at = status.frees_at
     return {
         "running": status.running, "state": status.state, "message": status.message, "run": status.run,
         "step": status.step, "total_steps": status.total_steps, "images_per_s": status.images_per_s, "eta_s": status.eta,
         "loss": last.loss if last else None, "steps_logged": sum(isinstance(e, StepEvent) for e in status.events),
         "epochs": [{"epoch": e.epoch, "main": e.acc_main, "aux1": e.acc_aux1, "aux2": e.acc_aux2} for e in epochs],
+        "owner": status.owner.name if status.owner else None,
+        "yours": bool(status.owner and status.owner.key == visitor.key),
+        "frees_in_s": round(frees_at - time.time(), 1) if frees_at else None,
     }  # fmt: skip
+
+
+def ownership_view(token, seen, request: gr.Request = None) -> OwnerView:
+    """Timer tick: who runs the trainer, and whether this visitor may stop it (others watch read-only)."""
+    status = JOB.status()
+    visitor, _ = current_visitor(request, token)
+    rules = settings()
+    owner = status.owner if status.running else None
+    mine = owner is not None and owner.key == visitor.key
+    may_stop = status.running and (owner is None or mine or visitor.operator or rules.training == "open")
+    frees_at = status.frees_at
+    key = (status.running, owner, mine, may_stop, int(frees_at // 30) if frees_at else None, visitor.operator)
+    if seen == key:
+        return unchanged(OwnerView)
+    return OwnerView(
+        owner_note=owner_text(status, owner, mine, frees_at),
+        start=gr.update(interactive=not status.running),
+        stop=gr.update(interactive=bool(may_stop)),
+        owner_seen=key,
+    )
+
+
+def owner_text(status, owner: Owner | None, mine: bool, frees_at: float | None) -> str:
+    if not status.running:
+        return ""
+    when = ""
+    if frees_at:
+        minutes = max(0, round((frees_at - time.time()) / 60))
+        when = f"; expected to free up in about {minutes} min (≈ {time.strftime('%H:%M', time.gmtime(frees_at))} UTC)"
+    if owner is None:
+        return f"⏳ The trainer is busy{when}."
+    if mine:
+        return f"▶️ This is your run ({owner.name}): only you or the operator can stop it{when}."
+    return f"🔒 The trainer is busy with **{owner.name}**'s run. You are watching it read-only{when}."
+
+
+@user_errors
+def operator_sign_in(admin, token=None, request: gr.Request = None) -> Started:
+    """The operator's token lifts the limits for this browser (for 12 hours) and may stop any run."""
+    rules = settings()
+    visitor, _ = current_visitor(request, token)
+    if not rules.admin_token or not isinstance(admin, str) or not hmac.compare_digest(admin.encode(), rules.admin_token.encode()):
+        time.sleep(1.0)  # a wrong guess costs a second: no quick brute force
+        raise ValueError("that is not this server's operator token")
+    operator = visitors().issue(operator=True, visitor_id=visitor.id)
+    current_visitor(request, operator.token)  # this session is now the operator
+    return Started(message=f"Signed in as operator ({operator.name}): no limits, and you can stop any run.", token=operator.token)
+
+
+def dataset_choices():
+    """The named datasets a public server offers now (a finished download appears at once)."""
+    names = sorted(settings().datasets())
+    return gr.update(choices=names, value=names[0] if names else None)
 
 
 def train_poll(smoothing, log_y, seen, model) -> TrainPoll:
@@ -146,12 +278,38 @@ def probe_text(epochs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def build(model: gr.Dropdown) -> None:
-    """The Train tab's components and events (call inside ``gr.Tab``)."""
-    gr.Markdown(
+def intro_text() -> str:
+    rules = settings()
+    text = (
         "Train GoogLeNet on CIFAR-10 in the background; the rest of the app keeps working. One run at a time for the whole "
         "server. On a CPU use width 0.25 (about 150–200 images/s on 2 cores); full width is for GPUs."
     )
+    if rules.training == "owner":
+        text += " A run belongs to the visitor who started it: only they (or the operator) can stop it; everyone sees its curves."
+    if rules.limits_text():
+        text += f" This server allows {rules.limits_text()} per run."
+    if rules.training == "off":
+        text += " **Training from the app is off on this server.**"
+    return text
+
+
+def identify(token, request: gr.Request = None) -> Identity:
+    """Page load: the visitor behind this browser (a new one on a first visit), its token to keep."""
+    visitor, _ = current_visitor(request, token)
+    rules = settings()
+    note = f"You are **{visitor.name}** on this server" + (" (operator)." if visitor.operator else ".")
+    if rules.public:
+        note += " Your runs and uploaded checkpoints are listed to you only; this browser keeps your identity."
+    return Identity(token=visitor.token, whoami=note)
+
+
+def build(model: gr.Dropdown, token: gr.BrowserState) -> gr.Markdown:
+    """The Train tab's components and events (call inside ``gr.Tab``); ``token`` is the visitor's
+    signed identity kept in the browser (see ``ui/visitors.py``). Returns the "who am I" line that
+    :func:`identify` fills on page load."""
+    rules = settings()
+    gr.Markdown(intro_text())
+    whoami = gr.Markdown(elem_id="train-whoami")
     with gr.Row():
         form = preset_defaults("fast")
         preset = gr.Dropdown(sorted(PRESETS), value="fast", label="Preset")
@@ -161,13 +319,23 @@ def build(model: gr.Dropdown) -> None:
         width = gr.Slider(0.125, 1.0, value=form.width, step=0.125, label="Width")
         stem = gr.Radio(["cifar", "imagenet"], value="cifar", label="Stem")
         aux_weight = gr.Number(0.3, label="Aux loss weight", minimum=0)
+        minutes = gr.Number(
+            rules.max_minutes or 0, label="Stop after (minutes; 0: when done)", minimum=0, precision=0, elem_id="train-minutes"
+        )
     with gr.Row():
-        data = gr.Textbox(DEFAULT_DATA, label="CIFAR-10 folder (holding cifar-10-batches-py/)", scale=3)
-        download = gr.Button("Download CIFAR-10 (170 MB)", scale=1)
+        if rules.public:  # never a free path on a shared server: the operator's named datasets
+            names = sorted(rules.datasets())
+            data = gr.Dropdown(
+                names, value=names[0] if names else None, label="Dataset", scale=3, elem_id="train-data", allow_custom_value=True
+            )  # checked by the handler, whose message is the same for any unknown name
+        else:
+            data = gr.Textbox(str(rules.data_root), label="CIFAR-10 folder (holding cifar-10-batches-py/)", scale=3, elem_id="train-data")
+        download = gr.Button("Download CIFAR-10 (170 MB)", scale=1, visible=rules.downloads or not rules.public)
         start = gr.Button("Start", variant="primary", scale=1, elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", scale=1, elem_id="train-stop")
     message = gr.Markdown()
     status = gr.Markdown(elem_id="train-status")
+    owner_note = gr.Markdown(elem_id="train-owner")
     with gr.Row():
         smoothing = gr.Slider(0, 0.99, value=0.6, step=0.01, label="Smoothing (EMA)")
         log_y = gr.Checkbox(False, label="Log-scale loss")
@@ -176,18 +344,34 @@ def build(model: gr.Dropdown) -> None:
         probe_picture = gr.Image(show_label=False, height=128, width=128, interactive=False, scale=0, min_width=140, buttons=[])
         probe = gr.Markdown()
         train_log = gr.Textbox(label="Log", lines=8, max_lines=12, autoscroll=True)
+    if rules.admin_token:
+        with gr.Accordion("Operator", open=False):
+            admin = gr.Textbox(label="Operator token", type="password")
+            sign_in = gr.Button("Sign in as operator")
+        sign_in.click(operator_sign_in, [admin, token], outputs(Started, dict(message=message, token=token)), api_name="operator_sign_in")
     seen = gr.State(None)
+    owner_seen = gr.State(None)
     timer = gr.Timer(1.0)
 
     form_outputs = outputs(PresetForm, dict(epochs=epochs, batch=batch, lr=lr, width=width, stem=stem))
     preset.change(preset_defaults, preset, form_outputs, api_visibility="private")
-    start.click(train_start, [preset, epochs, batch, lr, width, stem, aux_weight, data], message, api_name="train_start")
-    stop.click(train_stop, None, message, api_name="train_stop")
-    download.click(train_download, data, message, api_name="download_cifar10")
+    start.click(
+        train_start,
+        [preset, epochs, batch, lr, width, stem, aux_weight, data, minutes, token],
+        outputs(Started, dict(message=message, token=token)),
+        api_name="train_start",
+    )
+    stop.click(train_stop, token, message, api_name="train_stop")
+    downloaded = download.click(train_download, [data, token], message, api_name="download_cifar10")
+    if rules.public:
+        downloaded.then(dataset_choices, None, data, api_visibility="private")
     status_json = gr.JSON(visible=False)
-    gr.Button(visible=False).click(train_status, None, status_json, api_name="train_status", queue=False)
+    gr.Button(visible=False).click(train_status, token, status_json, api_name="train_status", queue=False)
     poll_outputs = outputs(
         TrainPoll,
         dict(curves=curves, status=status, train_log=train_log, probe=probe, seen=seen, model=model, probe_picture=probe_picture),
     )
     timer.tick(train_poll, [smoothing, log_y, seen, model], poll_outputs, api_visibility="private", show_progress="hidden", queue=False)
+    owner_outputs = outputs(OwnerView, dict(owner_note=owner_note, start=start, stop=stop, owner_seen=owner_seen))
+    timer.tick(ownership_view, [token, owner_seen], owner_outputs, api_visibility="private", show_progress="hidden", queue=False)
+    return whoami
