@@ -90,6 +90,8 @@ def build(rules: Settings | None = None) -> gr.Blocks:
             train_tab.identify, token, outputs(train_tab.Identity, dict(token=token, whoami=whoami)), api_visibility="private", queue=False
         ).then(model_choices_update, model, model, api_visibility="private", queue=False)
         demo.load(links.open_link, None, explore.link_outputs, api_visibility="private", queue=False).then(
+            links.show_picture, explore.linked_picture, explore.image, api_visibility="private", queue=False
+        ).then(
             cached(explore_tab.explore_on_change),
             explore.inputs,
             explore.outputs,

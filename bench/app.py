@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             form = preset_for_device("fast", pick_device())  # the Train tab's defaults on this device
             batch = form["batch_size"]
-            message = client.predict("fast", 2, batch, form["lr"], 0.25, "cifar", 0.3, args.data, api_name="/train_start")
+            message, _token = client.predict("fast", 2, batch, form["lr"], 0.25, "cifar", 0.3, args.data, api_name="/train_start")
             first = None
             while time.perf_counter() - start < 120:
                 status = client.predict(api_name="/train_status")

@@ -160,7 +160,7 @@ def test_training_errors_are_clear(client, tmp_path):
 def test_classify_keeps_answering_while_training(client, cifar_dir):
     from gradio_client.exceptions import AppError
 
-    message = call(client, "fast", 2, 64, 0.1, 0.125, "cifar", 0.3, str(cifar_dir), api_name="/train_start")
+    message, _token = call(client, "fast", 2, 64, 0.1, 0.125, "cifar", 0.3, str(cifar_dir), api_name="/train_start")
     assert "Started" in message
     try:
         with pytest.raises(AppError, match="already in progress"):

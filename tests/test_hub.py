@@ -73,3 +73,69 @@ def test_microscope_owns_its_model_and_leaves_with_it(tmp_path):
         hub.explorer(f"runs:{name}/last.safetensors")
     assert len(hub._microscopes) == 0  # evicted with its model
     assert hub.microscope("runs:a/last.safetensors", tmp_path) is not scope
+
+
+def test_a_public_hub_lists_each_visitors_runs_and_uploads_to_them_only(tmp_path):
+    from explain.hub import EVERYONE
+    from googlenet.owners import Owner, write_owner
+
+    alice, bob = "a1" * 10, "b2" * 10
+    tiny(runs_dir() / "operator-run" / "last.safetensors")  # the CLI's: no owner record
+    tiny(runs_dir() / "alice-run" / "last.safetensors")
+    write_owner(runs_dir() / "alice-run", Owner(alice, "visitor amber otter"))
+    tiny(runs_dir() / "admin-run" / "last.safetensors")
+    write_owner(runs_dir() / "admin-run", Owner(bob, "visitor x", operator=True))
+    (runs_dir() / "broken-run").mkdir()
+    tiny(runs_dir() / "broken-run" / "last.safetensors")
+    (runs_dir() / "broken-run" / "owner.json").write_text("{not json")
+    hub = ModelHub()
+    hub.private_listing = True
+    upload = hub.add_upload(tiny(tmp_path / "mine.safetensors"), "mine.safetensors", owner=alice)
+    assert upload == f"runs:uploads/{alice}/mine.safetensors"
+
+    def values(viewer):
+        return {v for _, v in hub.choices(viewer)}
+
+    shared = {"runs:operator-run/last.safetensors", "runs:admin-run/last.safetensors", "bundled", "random"}
+    assert values(None) == shared  # a stranger (and the default) sees the operator's models only
+    assert values(bob) == shared
+    assert values(alice) == shared | {"runs:alice-run/last.safetensors", upload}
+    assert "runs:broken-run/last.safetensors" in values(EVERYONE)  # an unreadable record: the operator only
+    assert hub.default() in shared
+    hub.viewer = lambda: bob  # another visitor asking for alice's run by name: as if it did not exist
+    for choice in ("runs:alice-run/last.safetensors", upload):
+        with pytest.raises(ValueError, match="no longer exists"):
+            hub.resolve(choice)
+    hub.viewer = lambda: alice
+    assert hub.explorer(upload).loaded.input_size == 32
+    hub.private_listing = False  # a local server lists everything, as before
+    assert "runs:alice-run/last.safetensors" in values(None)
+
+
+def test_upload_quota_per_visitor_and_total_cap_evicts_the_oldest_upload(tmp_path):
+    import os
+
+    from explain.hub import UploadPolicy
+
+    hub = ModelHub()
+    hub.private_listing = True
+    size = tiny(tmp_path / "probe.safetensors").stat().st_size
+    hub.policy = UploadPolicy(quota_bytes=2 * size + 10, total_bytes=3 * size + 10)
+    alice, bob = "a1" * 10, "b2" * 10
+    kept = []
+    for i, owner in enumerate((alice, alice, bob)):
+        torch.manual_seed(i)
+        path = save_checkpoint(tmp_path / f"m{i}.safetensors", GoogLeNet(num_classes=10, stem="cifar", width=0.125), META)
+        kept.append(runs_dir() / hub.add_upload(path, f"m{i}.safetensors", owner=owner)[len("runs:") :])
+        os.utime(kept[-1], (1000 + i, 1000 + i))  # a clear order, oldest first
+    tiny(runs_dir() / "a-run" / "last.safetensors")  # runs are never evicted
+    torch.manual_seed(9)
+    third = save_checkpoint(tmp_path / "m9.safetensors", GoogLeNet(num_classes=10, stem="cifar", width=0.125), META)
+    with pytest.raises(CheckpointError, match=r"per-visitor quota of .* MB \(GOOGLENET_UPLOAD_QUOTA_MB\)"):
+        hub.add_upload(third, "m9.safetensors", owner=alice)
+    newest = runs_dir() / hub.add_upload(third, "m9.safetensors", owner=bob)[len("runs:") :]
+    assert not kept[0].exists() and kept[1].exists() and kept[2].exists() and newest.exists()  # past the cap: the oldest went
+    assert (runs_dir() / "a-run" / "last.safetensors").exists()
+    hub.policy = UploadPolicy(retention_s=3600)
+    hub._sweep_uploads(force=True)  # the utime'd uploads are from 1970: past any retention
+    assert not kept[1].exists() and not kept[2].exists() and newest.exists()

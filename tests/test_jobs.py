@@ -86,3 +86,38 @@ def test_a_crashing_trainer_is_reported_not_hidden(monkeypatch, cifar_dir):
     job.wait(10)
     status = job.status()
     assert status.state == "failed" and "KeyError" in status.message
+
+
+def test_a_run_stops_only_for_its_owner_or_an_override(cifar_dir):
+    from googlenet.jobs import NotOwner
+    from googlenet.owners import Owner, read_owner
+
+    job = TrainingJob()
+    owner = Owner("a1" * 10, "visitor amber otter")
+    job.start(TrainConfig(data=str(cifar_dir), epochs=1, width=0.125, batch_size=64, out="owned"), owner=owner)
+    try:
+        with pytest.raises(JobBusy, match="started by visitor amber otter"):
+            job.start(TrainConfig(data=str(cifar_dir), epochs=1, width=0.125, out="second"))
+        with pytest.raises(NotOwner, match="started by visitor amber otter: only they"):
+            job.stop(by="b2" * 10)
+        with pytest.raises(NotOwner):
+            job.stop()  # nobody in particular
+        assert job.status().running and job.status().owner == owner
+    finally:
+        assert job.stop(by=owner.key)
+        assert job.wait(120)
+    assert job.status().state == "stopped"
+    assert read_owner(runs_dir() / "owned") == owner  # recorded beside the checkpoints
+    job.start(TrainConfig(data=str(cifar_dir), epochs=1, width=0.125, batch_size=64, out="owned2"), owner=owner)
+    assert job.stop(by="someone else", override=True)  # an operator
+    assert job.wait(120)
+
+
+def test_the_wall_time_limit_stops_the_run_with_a_checkpoint(cifar_dir):
+    job = TrainingJob()
+    job.start(TrainConfig(data=str(cifar_dir), epochs=5, width=0.125, batch_size=64, out="limited"), max_seconds=0.5)
+    assert job.status().deadline is not None
+    assert job.wait(120)
+    status = job.status()
+    assert status.state == "stopped" and "wall-time limit of 0.00833333 min" in status.message
+    assert (runs_dir() / "limited" / "last.safetensors").is_file()

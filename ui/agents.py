@@ -13,6 +13,8 @@ Tools: ``classify`` (the Explore tab's, ``/classify``), ``explore`` (``/explore_
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any, NamedTuple
 
 import gradio as gr
@@ -26,7 +28,12 @@ from .shared import HUB, gpu, image_input, outputs, user_errors
 __all__ = ["explore", "attribute", "knock_out", "build", "keep_to_agent_tools", "AGENT_ENDPOINTS"]
 
 # API names of the endpoints listed as MCP tools; the trust-score tool (explain/trust.py) joins here.
-AGENT_ENDPOINTS = ("/classify", "/explore_atlas", "/attribute_map", "/knock_out", "/train_status")
+AGENT_ENDPOINTS = ("/classify", "/explore_atlas", "/attribute_map", "/knock_out")
+# Gradio 6.31's MCP server hands a queued tool's outputs over as one text (``[result]`` in
+# gradio/mcp.py ``_execute_tool_without_progress``), which would turn the PNG into a file path:
+# these tools run outside the queue, and this bounds them as the queue would (2 passes at a time,
+# the UI's explore limit on 2 cores).
+_PASSES = threading.BoundedSemaphore(2)
 
 
 class Picture(NamedTuple):
@@ -50,11 +57,12 @@ def explore(image, model: str = "", target: str = "", kind: str = "cam") -> Pict
         kind: what the atlas maps show: "cam" (Grad-CAM, positive evidence for the class), "signed" (red for, blue against) or "activation" (mean activation, whatever the class).
 
     Returns:
-        a PNG of the branch atlas (modules inception3a..inception5b left to right, branch1..branch4 top to bottom, each cell's corner giving the branch's share of its module's evidence) and a JSON summary: top-5 per head, the class explained, the strongest branches and every branch's share.
+        a PNG of the branch atlas (modules inception3a..inception5b left to right, branch1..branch4 top to bottom, each cell's corner giving the branch's share of its module's evidence) and a JSON summary (text): top-5 per head, the class explained, the strongest branches and every branch's share.
     """
     explorer = HUB.explorer(model or None)
-    exploration = explorer.explore(image_input(image), _target(target))
-    return Picture(picture=atlas_image(exploration, kind), summary=exploration_summary(exploration))
+    with _PASSES:
+        exploration = explorer.explore(image_input(image), _target(target))
+    return Picture(picture=atlas_image(exploration, kind), summary=_json(exploration_summary(exploration)))
 
 
 @user_errors
@@ -79,14 +87,15 @@ def attribute(image, model: str = "", target: str = "", method: str = "Integrate
         raise ValueError(f"unknown method {method!r}; expected one of {[m.label for m in Method]}")
     explorer = HUB.explorer(model or None)
     picture = load_image(image_input(image))
-    result = explorer.attribute(picture, chosen, _target(target), bool(noise_tunnel))
+    with _PASSES:
+        result = explorer.attribute(picture, chosen, _target(target), bool(noise_tunnel))
     overlay = overlay_image(explorer.prepare(picture)[1], result.map.float(), signed=True)
-    return Picture(picture=overlay, summary=attribution_summary(result))
+    return Picture(picture=overlay, summary=_json(attribution_summary(result)))
 
 
 @user_errors
 @gpu
-def knock_out(image, model: str = "", target: str = "", branches: list[str] | None = None) -> dict:
+def knock_out(image, model: str = "", target: str = "", branches: list[str] | None = None) -> str:
     """Zero Inception branches or whole modules and report how GoogLeNet's three heads (main, aux1, aux2) change: a causal check of what the branches contribute.
 
     Args:
@@ -102,8 +111,15 @@ def knock_out(image, model: str = "", target: str = "", branches: list[str] | No
         raise ValueError("name one or more branches (e.g. 'inception4c.branch2') or modules (e.g. 'inception5a') to knock out")
     branches = [branches] if isinstance(branches, str) else list(branches)
     sets = branches + ([branches] if len(branches) > 1 else [])
-    ablation = HUB.explorer(model or None).ablate(image_input(image), sets, _target(target))
-    return ablation_summary(ablation)
+    explorer = HUB.explorer(model or None)
+    with _PASSES:
+        ablation = explorer.ablate(image_input(image), sets, _target(target))
+    return _json(ablation_summary(ablation))
+
+
+def _json(summary: dict) -> str:
+    """JSON text: MCP turns a non-image output into text, and Gradio's JSON component would arrive as a Python repr."""
+    return json.dumps(summary, ensure_ascii=False, indent=1)
 
 
 def build(spec) -> None:
@@ -117,18 +133,18 @@ def build(spec) -> None:
     names = list(spec.branch_names) + list(spec.module_names)
     branches = gr.Dropdown(names, value=[], multiselect=True, visible=False, label="branches")
     picture = gr.Image(visible=False, type="numpy", format="png", label="picture")
-    summary = gr.JSON(visible=False, label="summary")
+    summary = gr.Textbox(visible=False, label="summary")
     components = dict(picture=picture, summary=summary)
     gr.Button(visible=False).click(
         explore, [image, model, target, kind], outputs(Picture, components),
-        api_name="explore_atlas", preprocess=False, concurrency_limit=2, concurrency_id="explore",
+        api_name="explore_atlas", preprocess=False, queue=False,
     )  # fmt: skip
     gr.Button(visible=False).click(
         attribute, [image, model, target, method, noise], outputs(Picture, components),
-        api_name="attribute_map", preprocess=False, concurrency_limit=1,
+        api_name="attribute_map", preprocess=False, queue=False,
     )  # fmt: skip
     gr.Button(visible=False).click(
-        knock_out, [image, model, target, branches], summary, api_name="knock_out", preprocess=False, concurrency_limit=2
+        knock_out, [image, model, target, branches], summary, api_name="knock_out", preprocess=False, queue=False
     )
     # explain/trust.py (sanity checks and faithfulness scores) becomes a tool here: a function with
     # an Args: docstring returning a JSON summary, its api name added to AGENT_ENDPOINTS.

@@ -107,11 +107,13 @@ def _valid_target(target, classes) -> bool:
     return isinstance(target, str) and target.isdigit() and int(target) < len(classes)
 
 
-def explore_on_change(image, *args) -> ExploreView:
-    """The image changed (upload, webcam, paste, example): explore it; a cleared image is no error."""
+def explore_on_change(image, model, target, kind, colorscale, opacity, branch) -> ExploreView:
+    """The image changed (upload, webcam, paste, example): explore it; a cleared image is no error.
+    (Named parameters, not ``*args``: ``gr.cache`` calls the function with keywords.)"""
     if image is None:
         return unchanged(ExploreView)
-    return cached(explore_view)(image, *args)  # one content cache for the button, the picture and the examples
+    # one content cache for the button, the picture and the examples
+    return cached(explore_view)(image, model, target, kind, colorscale, opacity, branch)
 
 
 def summary_text(exploration, branch: str) -> str:
@@ -209,6 +211,7 @@ class ExploreTab:
     inputs: list
     outputs: list
     link_outputs: list
+    linked_picture: gr.State
 
 
 def build(model: gr.Dropdown, default: str) -> ExploreTab:
@@ -216,6 +219,7 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
     spec = HUB.loaded(default).spec
     methods = [m.label for m in Method]
     exploration = gr.State(None, time_to_live=1800)
+    linked_picture = gr.State(None)  # the example a shared link asks for, set after the link's class and branch
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             cifar_first = HUB.loaded(default).input_size <= 64
@@ -237,7 +241,7 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
                 colorscale = gr.Dropdown(list(COLORSCALES), value="Inferno", label="Colour map")
                 opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Map opacity over the image")
                 branch = gr.Dropdown(list(spec.branch_names), value=DEFAULT_BRANCH, label="Branch to open", filterable=True)
-                share = gr.Button("🔗 Link to this view", size="sm", elem_id="share-view")
+                share = gr.Button("Link to this view", size="sm", elem_id="share-view")
                 link = gr.Textbox(label="Link to this view", buttons=["copy"], visible=False, elem_id="share-link")
                 link_note = gr.Markdown(elem_id="share-note")
         with gr.Column(scale=3):
@@ -331,8 +335,9 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
     )
     return ExploreTab(
         image=image, target=target, exploration=exploration, colorscale=colorscale, inputs=explore_inputs, outputs=explore_outputs,
-        link_outputs=outputs(links.LinkedView, dict(image=image, model=model, target=target, kind=kind, colorscale=colorscale,
-                                                    opacity=opacity, branch=branch, link_note=link_note)),
+        link_outputs=outputs(links.LinkedView, dict(picture=linked_picture, model=model, target=target, kind=kind,
+                                                    colorscale=colorscale, opacity=opacity, branch=branch, link_note=link_note)),
+        linked_picture=linked_picture,
     )  # fmt: skip
 
 

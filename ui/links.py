@@ -26,7 +26,7 @@ __all__ = ["LinkedView", "link_query", "open_link", "share_view", "example_id"]
 
 
 class LinkedView(NamedTuple):
-    image: Any
+    picture: Any  # the example's file, put in the image only after the rest (see ``show_picture``)
     model: Any
     target: Any
     kind: Any
@@ -81,12 +81,12 @@ def open_link(request: gr.Request = None) -> LinkedView:
     query = dict(getattr(request, "query_params", None) or {})
     skip = gr.skip()
     if not any(k in query for k in ("example", "model", "class", "kind", "branch", "colors", "opacity")):
-        return LinkedView(*[skip] * len(LinkedView._fields))
+        return LinkedView(None, *[skip] * (len(LinkedView._fields) - 1))
     notes = []
-    image = skip
+    image = None
     if "example" in query:
         file = _examples().get(query["example"])
-        image = file if file else skip
+        image = file
         if not file:
             notes.append(f"no example called “{query['example']}”")
     model = skip
@@ -118,6 +118,12 @@ def open_link(request: gr.Request = None) -> LinkedView:
         notes.append("the opacity of this link is not a number")
     note = "Opened a shared view" + (f" ({'; '.join(notes)})" if notes else "") + "."
     return LinkedView(image, model, target, kind, colors, opacity, branch, note)
+
+
+def show_picture(picture):
+    """Second step of opening a link: the picture changes only once the class and branch are in
+    place, so the exploration its change starts reads them (one step would race them)."""
+    return picture if picture else gr.skip()
 
 
 def share_view(image, model, target, kind, colorscale, opacity, branch) -> tuple[str, str]:

@@ -148,3 +148,30 @@ def test_explore_train_stop_and_explore_the_new_model(page):
     assert "32×32" in page.inner_text("#banner")
     page.screenshot(path=str(SHOTS / "explore-trained.png"), full_page=True)
     assert "last.safetensors" in name
+
+
+def test_a_shared_link_reopens_the_same_view(page, server):
+    """A teacher's link: example picture, class, map kind and open branch come back in a fresh page."""
+    view = "?example=cifar/cat-1.png&class=dog&kind=signed&branch=inception5a.branch3"
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})  # another visitor
+    fresh = context.new_page()
+    fresh.goto(server + view)
+    fresh.wait_for_function(f"() => ({ATLAS_SIGNATURE})() !== null", timeout=90_000)
+    fresh.wait_for_function("() => document.body.innerText.includes('gradients taken for dog')", timeout=60_000)
+    assert fresh.get_by_label("Branch to open").input_value() == "inception5a.branch3"
+    assert fresh.get_by_label("Explain which class").input_value() == "dog"
+    assert fresh.get_by_label("signed", exact=False).first.is_checked()
+    assert "inception5a.branch3" in fresh.inner_text("#share-note") + fresh.inner_text("body")
+    fresh.click("#share-view")
+    fresh.wait_for_function(
+        "() => { const t = document.querySelector('#share-link textarea, #share-link input'); return t && t.value.includes('?'); }",
+        timeout=30_000,
+    )
+    link = fresh.evaluate("() => document.querySelector('#share-link textarea, #share-link input').value")
+    assert link.startswith(server) and "example=cifar%2Fcat-1.png" in link and "class=dog" in link and "branch=inception5a.branch3" in link
+    fresh.screenshot(path=str(SHOTS / "shared-view.png"), full_page=True)
+    again = context.new_page()
+    again.goto(link)
+    again.wait_for_function("() => document.body.innerText.includes('gradients taken for dog')", timeout=90_000)
+    assert again.get_by_label("Branch to open").input_value() == "inception5a.branch3"
+    context.close()
