@@ -18,6 +18,7 @@ fingerprint so a different default after a restart never reads an old answer.
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import hashlib
 import os
@@ -30,6 +31,11 @@ import gradio as gr
 from .shared import HUB
 
 __all__ = ["cached", "content_key", "examples_cache_folder"]
+
+# Gradio keeps cached example answers in a CSV file and reads them back with the csv module, whose
+# default field limit (128 KiB) is below one atlas figure (~270 KB of plotly JSON for the small
+# model): without this, the second click on a cached example fails with "field larger than field limit".
+csv.field_size_limit(64 * 2**20)
 
 MAX_ENTRIES = 16  # an exploration of the full-width model at 224 px holds ~5 MB of activations, its figures ~1 MB
 

@@ -289,11 +289,13 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
         cached(explore_view), explore_inputs, explore_outputs, api_name="explore", preprocess=False, concurrency_limit=2,
         concurrency_id="explore",
     )  # fmt: skip
-    image.change(
+    # The visitor's own picture (upload, webcam, paste, clear). Pictures the app sets (examples, a
+    # shared link) are explored by their own events, so a cached example is drawn once, not twice.
+    image.input(
         cached(explore_on_change), explore_inputs, explore_outputs, api_visibility="private", preprocess=False,
         concurrency_id="explore", trigger_mode="always_last",
     )  # fmt: skip
-    _example_galleries(galleries, image, default, model, components)
+    _example_galleries(galleries, image, default, model, components, explore_inputs, explore_outputs)
     share.click(links.share_view, explore_inputs, [link, link_note], api_visibility="private").then(
         None, link, link, js="(q) => ({value: window.location.origin + window.location.pathname + q, visible: true, __type__: 'update'})"
     )
@@ -341,16 +343,32 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
     )  # fmt: skip
 
 
+EXAMPLE_VIEW = (TOP_CLASS, "cam", "Inferno", 0.6, DEFAULT_BRANCH)  # the view a cached example is drawn in
+
+
 def example_view(image, model):
     """A lazily cached example: the default view of the default model (the same call, so the same
-    content-cache entry, as the explore that the picture's change then runs)."""
-    view = cached(explore_view)(image, model, TOP_CLASS, "cam", "Inferno", 0.6, DEFAULT_BRANCH)
+    content-cache entry, as :func:`after_example`)."""
+    view = cached(explore_view)(image, model, *EXAMPLE_VIEW)
     return view.heads, view.atlas, view.contributions, view.channels, view.summary
 
 
-def _example_galleries(galleries, image, default: str, model, components) -> None:
+def after_example(image, model, target, kind, colorscale, opacity, branch) -> ExploreView:
+    """After a cached example is shown: its exploration for the page's state (a content-cache hit),
+    re-drawn only if the visitor's view differs from the one the example was drawn in."""
+    if image is None:
+        return unchanged(ExploreView)
+    view = cached(explore_view)(image, model, target, kind, colorscale, opacity, branch)
+    if (target, kind, colorscale, float(opacity), branch) == EXAMPLE_VIEW:
+        skip = gr.skip()
+        return view._replace(heads=skip, atlas=skip, contributions=skip, channels=skip, summary=skip)  # already on screen
+    return view
+
+
+def _example_galleries(galleries, image, default: str, model, components, explore_inputs, explore_outputs) -> None:
     """The example pictures twice: cached lazily (Gradio's ``cache_examples``) while the default model
-    is live, plain for any other model (Gradio keys its cache by position, not by model)."""
+    is live, plain for any other model (Gradio keys its cache by position, not by model). Either way
+    one event chain explores the picture and draws it once."""
     figures = [components[name] for name in ("heads", "atlas", "contributions", "channels", "summary")]
     with_cache, plain = [], []
     for kind_name, label in galleries:
@@ -364,6 +382,18 @@ def _example_galleries(galleries, image, default: str, model, components) -> Non
                 )
             )  # fmt: skip
         plain.append(gr.Examples(pictures, inputs=image, label=label, examples_per_page=12, visible=False))
+        # Outside the queue: a cached answer is a file read (12 ms for four figures) and must not wait
+        # behind other visitors' passes; the first, lazy computation of an example happens at most
+        # once per example (Gradio locks each), so this stays bounded.
+        gr.context.get_blocks_context().fns[with_cache[-1].cache_event["id"]].queue = False
+        with_cache[-1].cache_event.then(
+            cached(after_example), explore_inputs, explore_outputs, api_visibility="private", preprocess=False,
+            concurrency_id="explore", show_progress="hidden",
+        )  # fmt: skip
+        plain[-1].load_input_event.then(
+            cached(explore_on_change), explore_inputs, explore_outputs, api_visibility="private", preprocess=False,
+            concurrency_id="explore",
+        )  # fmt: skip
 
     def show(choice):
         on_default = choice == default
