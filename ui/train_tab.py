@@ -164,7 +164,8 @@ def ownership_view(token, seen, request: gr.Request = None) -> OwnerView:
     mine = owner is not None and owner.key == visitor.key
     may_stop = status.running and (owner is None or mine or visitor.operator or rules.training == "open")
     frees_at = status.frees_at
-    key = (status.running, owner, mine, may_stop, int(frees_at // 30) if frees_at else None, visitor.operator)
+    # re-drawn when who or what changes, and once a minute for the "in about N min"
+    key = (status.running, owner, mine, may_stop, int(frees_at // 30) if frees_at else None, visitor.operator, int(time.time() // 60))
     if seen == key:
         return unchanged(OwnerView)
     return OwnerView(
@@ -183,10 +184,10 @@ def owner_text(status, owner: Owner | None, mine: bool, frees_at: float | None) 
         minutes = max(0, round((frees_at - time.time()) / 60))
         when = f"; expected to free up in about {minutes} min (≈ {time.strftime('%H:%M', time.gmtime(frees_at))} UTC)"
     if owner is None:
-        return f"⏳ The trainer is busy{when}."
+        return f"The trainer is busy{when}."
     if mine:
-        return f"▶️ This is your run ({owner.name}): only you or the operator can stop it{when}."
-    return f"🔒 The trainer is busy with **{owner.name}**'s run. You are watching it read-only{when}."
+        return f"This is your run ({owner.name}): only you or the operator can stop it{when}."
+    return f"The trainer is busy with **{owner.name}**'s run. You are watching it read-only{when}."
 
 
 @user_errors
@@ -319,9 +320,6 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> gr.Markdown:
         width = gr.Slider(0.125, 1.0, value=form.width, step=0.125, label="Width")
         stem = gr.Radio(["cifar", "imagenet"], value="cifar", label="Stem")
         aux_weight = gr.Number(0.3, label="Aux loss weight", minimum=0)
-        minutes = gr.Number(
-            rules.max_minutes or 0, label="Stop after (minutes; 0: when done)", minimum=0, precision=0, elem_id="train-minutes"
-        )
     with gr.Row():
         if rules.public:  # never a free path on a shared server: the operator's named datasets
             names = sorted(rules.datasets())
@@ -330,6 +328,9 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> gr.Markdown:
             )  # checked by the handler, whose message is the same for any unknown name
         else:
             data = gr.Textbox(str(rules.data_root), label="CIFAR-10 folder (holding cifar-10-batches-py/)", scale=3, elem_id="train-data")
+        minutes = gr.Number(
+            rules.max_minutes or 0, label="Stop after (min; 0: when done)", minimum=0, precision=0, elem_id="train-minutes", scale=1
+        )
         download = gr.Button("Download CIFAR-10 (170 MB)", scale=1, visible=rules.downloads or not rules.public)
         start = gr.Button("Start", variant="primary", scale=1, elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", scale=1, elem_id="train-stop")
