@@ -298,7 +298,9 @@ def identify(token, request: gr.Request = None) -> Identity:
     """Page load: the visitor behind this browser (a new one on a first visit), its token to keep."""
     visitor, _ = current_visitor(request, token)
     rules = settings()
-    note = f"You are **{visitor.name}** on this server" + (" (operator)." if visitor.operator else ".")
+    note = ""
+    if rules.public or visitor.operator:  # a single user at their own machine needs no name
+        note = f"You are **{visitor.name}** on this server" + (" (operator)." if visitor.operator else ".")
     if rules.public:
         note += " Your runs and uploaded checkpoints are listed to you only; this browser keeps your identity."
     return Identity(token=visitor.token, whoami=note)
