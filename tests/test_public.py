@@ -177,6 +177,19 @@ def test_uploads_are_the_visitors_own_and_within_their_quota(server, tmp_path):
     assert len(alice.predict(handle_file(CAT), choice, 3, api_name="/classify")["predictions"]["main"]) == 3
     with pytest.raises(AppError, match="no longer exists"):  # bob cannot load it, even knowing its name
         bob.predict(handle_file(CAT), choice, 3, api_name="/classify")
+    # pictures count too (the app's examples do not): noise pictures of 0.27 MB each past the quota
+    from PIL import Image
+
+    pictures = []
+    for seed in range(int(shared.settings().upload_quota_mb / 0.25) + 1):
+        pictures.append(tmp_path / f"noise-{seed}.png")
+        Image.fromarray(
+            torch.randint(0, 256, (300, 300, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)).numpy()
+        ).save(pictures[-1])
+    with pytest.raises(AppError, match="per-visitor quota"):
+        for path in pictures:
+            bob.predict(handle_file(str(path)), None, 1, api_name="/classify")
+    assert alice.predict(handle_file(str(pictures[0])), None, 1, api_name="/classify")["predictions"]["main"]  # alice's own count
 
 
 def test_mcp_lists_the_agent_tools_and_classify_answers_with_three_heads(server):

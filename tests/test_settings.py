@@ -99,3 +99,31 @@ def test_sessions_and_operators(tmp_path, monkeypatch):
     monkeypatch.setattr(time, "time", lambda: later)
     lapsed = visitors.verify(operator.token)
     assert lapsed.key == first.key and not lapsed.operator
+
+
+def test_pictures_past_the_quota_are_refused_and_past_the_cap_the_oldest_go(tmp_path):
+    from explain import ImageError
+    from ui.storage import PictureLedger
+
+    def picture(name, size=1000):
+        path = tmp_path / name
+        path.write_bytes(bytes(size))
+        return path
+
+    ledger = PictureLedger(quota_bytes=2500, total_bytes=4500, retention_s=3600)
+    first, second = picture("a1.png"), picture("a2.png")
+    ledger.charge(first, "alice")
+    ledger.charge(second, "alice")
+    ledger.charge(second, "alice")  # the same file again is not counted twice
+    assert ledger.used("alice") == 2000
+    third = picture("a3.png")
+    with pytest.raises(ImageError, match=r"per-visitor quota of .* MB \(GOOGLENET_UPLOAD_QUOTA_MB\)"):
+        ledger.charge(third, "alice")
+    assert not third.exists() and first.exists()  # refused and deleted; what was kept stays
+    for name in ("b1.png", "b2.png"):
+        ledger.charge(picture(name), "bob")
+    ledger.charge(picture("c1.png"), "carol")  # 5000 bytes > the 4500 cap: the oldest upload goes
+    assert not first.exists() and second.exists() and ledger.used("alice") == 1000
+    later = PictureLedger(quota_bytes=1500, total_bytes=None, retention_s=0.0)
+    later.charge(picture("d1.png"), "dave")
+    later.charge(picture("d2.png"), "dave")  # the first is past the retention: it no longer counts

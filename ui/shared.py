@@ -20,6 +20,7 @@ from googlenet.train import TrainingError
 from googlenet.weights import CheckpointError, runs_dir
 
 from .settings import Settings, from_environment
+from .storage import PictureLedger
 from .visitors import Visitor, Visitors, load_secret
 from .zerogpu import gpu
 
@@ -50,13 +51,20 @@ USER_ERRORS = (ImageError, CheckpointError, DataError, TrainingError, JobBusy, N
 TOP_CLASS = "(top class)"
 _SETTINGS: Settings | None = None
 _VISITORS: Visitors | None = None
+_PICTURES = PictureLedger(None, None, None)
+_EXAMPLE_DIGESTS: dict[int, set[str]] = {}  # size → digests of the app's example pictures
 
 
 def configure(new: Settings) -> Settings:
     """Apply the operator's settings to this process (``app.main`` and tests call it before ``build``)."""
-    global _SETTINGS
+    global _SETTINGS, _PICTURES
     _SETTINGS = new
     mb = 2**20
+    _PICTURES = PictureLedger(
+        quota_bytes=int(new.upload_quota_mb * mb) if new.public and new.upload_quota_mb else None,
+        total_bytes=int(new.upload_total_mb * mb) if new.public and new.upload_total_mb else None,
+        retention_s=new.retention_hours * 3600 if new.retention_hours else None,
+    )
     HUB.private_listing = new.public
     HUB.policy = UploadPolicy(
         quota_bytes=int(new.upload_quota_mb * mb) if new.upload_quota_mb else None,
@@ -143,6 +151,7 @@ def image_input(payload) -> object:
     path = payload.get("path") if isinstance(payload, dict) else getattr(payload, "path", None)
     url = payload.get("url") if isinstance(payload, dict) else getattr(payload, "url", None)
     if path:
+        charge_upload(path)
         return path
     if url and url.startswith("data:"):
         try:
@@ -150,6 +159,31 @@ def image_input(payload) -> object:
         except (ValueError, IndexError):
             raise ImageError("the pasted image could not be decoded") from None
     raise ImageError("the upload arrived without a file")
+
+
+def charge_upload(path: str) -> None:
+    """Count an uploaded picture against its visitor's quota on a public server (the app's own
+    example pictures are not uploads)."""
+    if not settings().public or not Path(path).is_file() or _is_example(Path(path)):
+        return
+    session = session_hash()
+    visitor = visitors().of_session(session)
+    _PICTURES.charge(path, visitor.key if visitor else f"session:{session}")
+
+
+def _is_example(path: Path) -> bool:
+    if not _EXAMPLE_DIGESTS:
+        for kind in ("cifar", "photos"):
+            for example in examples(kind):
+                _EXAMPLE_DIGESTS.setdefault(Path(example).stat().st_size, set()).add(_digest(Path(example)))
+    digests = _EXAMPLE_DIGESTS.get(path.stat().st_size)
+    return bool(digests) and _digest(path) in digests
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def banner(choice: str | None) -> str:
