@@ -2,12 +2,12 @@
 
 ``Trainer(config).run(on_event, stop)`` trains, evaluates every epoch, checkpoints every epoch and
 on stop, and reports typed events (also appended to ``runs/NAME/metrics.jsonl``). Multi-GPU runs
-use the same code under ``torchrun`` (DistributedDataParallel).
+use the same code under ``torchrun`` (DistributedDataParallel). The run's files (settings, events,
+checkpoints, the state to resume) are kept by :class:`googlenet.runs.RunFolder`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -15,35 +15,26 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .data import CIFAR10, Augment, DeviceBatches, read_cifar10
-from .device import amp_dtype
+from .device import amp_dtype, pick_device
 from .model import GoogLeNet, GoogLeNetOutputs
 from .preprocess import CIFAR10 as CIFAR10_RECIPE
 from .preprocess import IMAGENET, Preprocess
-from .weights import (
-    INDEX_SUFFIX,
-    CheckpointMeta,
-    atomic_write,
-    is_checkpoint_name,
-    pick_device,
-    read_checkpoint,
-    runs_dir,
-    save_checkpoint,
-)
+from .runs import Position, RunFolder, TrainingError, read_records
+from .weights import CheckpointMeta
 
 __all__ = [
     "PRESETS",
     "amp_dtype",
+    "default_width",
     "preset_for_device",
     "TrainConfig",
     "Trainer",
@@ -58,7 +49,8 @@ __all__ = [
 
 # What each preset sets; explicit TrainConfig arguments (or CLI flags) override these.
 PRESETS: dict[str, dict[str, Any]] = {
-    # reference/googlenet-guide.md, section 5, as written: the paper's plain network at 224×224.
+    # The recipe of the guide this project grew from, as written (README, Training): the paper's
+    # plain network at 224×224 (resize, no BN), SGD lr 0.05 momentum 0.9 wd 1e-4, StepLR 30/0.1, batch 64.
     "guide": dict(
         epochs=100, batch_size=64, lr=0.05, momentum=0.9, nesterov=False, weight_decay=1e-4,
         schedule="step", step_size=30, gamma=0.1, warmup=0.0, label_smoothing=0.0,
@@ -77,14 +69,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 SCHEDULES = ("onecycle", "step", "constant")
 
 
+def default_width(device: torch.device) -> float:
+    """What ``width=None`` (the fast preset) means on ``device``: 1.0 on a GPU and 0.25 elsewhere,
+    where full width trains at about 10 images/s (2-core CPU) against about 130 for width 0.25."""
+    return 1.0 if device.type == "cuda" else 0.25
+
+
 def preset_for_device(preset: str, device: torch.device) -> dict[str, Any]:
     """A preset's values with the device-dependent ones filled in, as the app's Train tab offers
-    them: width 1.0 on a GPU and 0.25 on a CPU, and on a CPU the fast preset at batch 64 / lr 0.1,
-    which measured as accurate and as fast as 128 / 0.2 (73.8 % both after 40 epochs) with half
-    the activation memory in the app's process."""
+    them: :func:`default_width`, and on a CPU the fast preset at batch 64 / lr 0.1, which measured
+    as accurate and as fast as 128 / 0.2 (73.8 % both after 40 epochs) with half the activation
+    memory in the app's process."""
     values = dict(PRESETS[preset])
     if values["width"] is None:
-        values["width"] = 1.0 if device.type == "cuda" else 0.25
+        values["width"] = default_width(device)
     if preset == "fast" and device.type == "cpu":
         values.update(batch_size=64, lr=0.1)
     return values
@@ -94,8 +92,7 @@ def preset_for_device(preset: str, device: torch.device) -> dict[str, Any]:
 class TrainConfig:
     """A training run. Fields left ``None`` take the value of ``preset`` (see :data:`PRESETS`).
 
-    ``width=None`` (the fast preset) means 1.0 on a GPU and 0.25 on a CPU, where full width trains
-    at about 10 images/s (2-core CPU) against about 130 for width 0.25.
+    ``width=None`` (the fast preset) is resolved on the run's device by :func:`default_width`.
     """
 
     data: str = "data"
@@ -249,29 +246,18 @@ Event = StartEvent | StepEvent | EpochEvent | EndEvent
 _EVENT_TYPES = {cls.__dataclass_fields__["kind"].default: cls for cls in (StartEvent, StepEvent, EpochEvent, EndEvent)}
 
 
-class TrainingError(RuntimeError):
-    """Training could not continue; the message says why and what is kept."""
-
-
 class TrainingDiverged(TrainingError):
     """The loss became NaN or infinite."""
 
 
 def read_metrics(path: str | os.PathLike) -> list[Event]:
     """Events from a run's ``metrics.jsonl`` (a folder or the file); unreadable lines are skipped."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
     events: list[Event] = []
-    if not path.is_file():
-        return events
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                values = json.loads(line)
-                events.append(_EVENT_TYPES[values["kind"]](**values))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut short by a crash
+    for values in read_records(path):
+        try:
+            events.append(_EVENT_TYPES[values["kind"]](**values))
+        except (KeyError, TypeError):
+            continue  # not one of these events: a line cut short by a crash
     return events
 
 
@@ -318,6 +304,19 @@ class Trainer:
 _SESSION_FIELDS = ("data", "out", "resume", "device", "max_steps", "log_every")
 
 
+def _open_run(config: TrainConfig, device: torch.device) -> tuple[TrainConfig, RunFolder]:
+    """This session's settings and its run folder: a resumed run continues with its saved
+    settings; a new run's ``width=None`` becomes :func:`default_width` (also in its folder name)."""
+    if config.resume:
+        folder = RunFolder.existing(config.out)
+        config = _resumed_config(config, TrainConfig.from_dict(folder.read_config()), folder.path)
+    if config.width is None:
+        config = replace(config, width=default_width(device))
+    if not config.resume:
+        folder = RunFolder.new(config.out, preset=config.preset, width=config.width)
+    return config, folder
+
+
 def _resumed_config(given: TrainConfig, saved: TrainConfig, out: Path) -> TrainConfig:
     """The saved config, with this session's device, step limit, logging and data folder.
 
@@ -344,43 +343,28 @@ def _distributed_env() -> tuple[int, int, int]:
 
 
 class _Run:
-    """The state of one run; ``Trainer.run`` builds one and calls ``train``."""
+    """One session of one run; ``Trainer.run`` builds one and calls ``train``.
+
+    Setup (``__init__``): settings and run folder, data, model, batches, optimizer, schedule.
+    The loop: ``train`` → ``_train_epoch`` (each batch through ``_train_step``: forward, loss,
+    backward, optimizer step) → ``_end_epoch`` (schedule, evaluation, checkpoint). A StepEvent
+    goes out every ``log_every`` steps and an EpochEvent after each epoch; every event passes
+    through ``emit``. Files (settings, events, checkpoints, resume) belong to ``self.folder``.
+    """
 
     def __init__(self, config, data, device, rank, world, on_event, stop) -> None:
         self.device, self.rank, self.world, self.stop = device, rank, world, stop
-        self.out = self._out_dir(config)
-        if config.resume:
-            config = _resumed_config(config, TrainConfig.from_dict(json.loads((self.out / "config.json").read_text())), self.out)
-        if config.width is None:
-            config = replace(config, width=1.0 if device.type == "cuda" else 0.25)
+        config, self.folder = _open_run(config, device)
         self.config = config
         self.user_callback = on_event
         self.is_main = rank == 0
         self.started = time.perf_counter()
 
         self.data = data if data is not None else read_cifar10(config.data)
-        torch.manual_seed(config.seed)
-        self.model = GoogLeNet(
-            num_classes=len(self.data.classes), aux_logits=config.aux_logits, batch_norm=config.batch_norm,
-            stem=config.stem, width=config.width, dropout=config.dropout, aux_dropout=config.aux_dropout,
-        ).to(device)  # fmt: skip
-        if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        torch.manual_seed(config.seed)  # the model's initial weights
+        self.model = self._model()
         self.amp_dtype = amp_dtype(config.precision, device)
-        augment = Augment(config.preprocess, config.crop_padding, config.pad_mode, config.flip, config.cutout)
-        if config.batch_size % world:
-            raise ValueError(f"batch_size {config.batch_size} must divide evenly over {world} processes")
-        self.train_batches = DeviceBatches(
-            self.data.train_images, self.data.train_labels, config.batch_size // world, augment, device,
-            train=True, seed=config.seed, rank=rank, world=world, channels_last=config.channels_last,
-        )  # fmt: skip
-        # no_grad evaluation holds far less per image than a training step, but a 500-image batch
-        # of the width-0.25 CIFAR model still took 880 MB at once on a CPU: twice the training batch
-        eval_batch = min(500 if config.input_size <= 64 else 50, 2 * (config.batch_size // world))
-        self.test_batches = DeviceBatches(
-            self.data.test_images, self.data.test_labels, eval_batch, augment, device,
-            train=False, channels_last=config.channels_last,
-        )  # fmt: skip
+        self.train_batches, self.test_batches = self._batches()
         self.steps_per_epoch = len(self.train_batches)
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps is not None:
@@ -394,7 +378,7 @@ class _Run:
         self.accuracy: dict[str, float | None] | None = None
         self.log_every = config.log_every or (1 if device.type == "cpu" else 20)
 
-        self.net: nn.Module = self.model
+        self.net: nn.Module = self.model  # what the loop calls: the model, wrapped for DDP / compile
         self.ddp = dist.is_available() and dist.is_initialized()
         if self.ddp:
             ids = [device.index] if device.type == "cuda" else None
@@ -404,24 +388,34 @@ class _Run:
 
     # -- setup --
 
-    def _out_dir(self, config: TrainConfig) -> Path:
-        if config.out:
-            out = Path(config.out)
-            if not out.is_absolute() and len(out.parts) == 1:
-                out = runs_dir() / out  # a bare NAME lives in the runs folder
-        elif config.resume:
-            raise ValueError("resume needs the run folder (out=runs/NAME)")
-        else:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            width = config.width if config.width is not None else ("1.0" if self.device.type == "cuda" else "0.25")
-            out = runs_dir() / f"{config.preset}-w{width}-{stamp}"
-        if config.resume and not (out / "last.safetensors").is_file():
-            raise ValueError(f"nothing to resume in {out}: no last.safetensors")
-        if not config.resume and (out / "last.safetensors").exists():
-            raise ValueError(f"{out} already holds a run; resume it (--resume) or choose another --out")
-        return out
+    def _model(self) -> GoogLeNet:
+        c = self.config
+        model = GoogLeNet(
+            num_classes=len(self.data.classes), aux_logits=c.aux_logits, batch_norm=c.batch_norm,
+            stem=c.stem, width=c.width, dropout=c.dropout, aux_dropout=c.aux_dropout,
+        ).to(self.device)  # fmt: skip
+        return model.to(memory_format=torch.channels_last) if c.channels_last else model
 
-    def _scheduler(self):
+    def _batches(self) -> tuple[DeviceBatches, DeviceBatches]:
+        """This process's share of the training set (augmented) and the whole test set (not)."""
+        c, world = self.config, self.world
+        augment = Augment(c.preprocess, c.crop_padding, c.pad_mode, c.flip, c.cutout)
+        if c.batch_size % world:
+            raise ValueError(f"batch_size {c.batch_size} must divide evenly over {world} processes")
+        train = DeviceBatches(
+            self.data.train_images, self.data.train_labels, c.batch_size // world, augment, self.device,
+            train=True, seed=c.seed, rank=self.rank, world=world, channels_last=c.channels_last,
+        )  # fmt: skip
+        # no_grad evaluation holds far less per image than a training step, but a 500-image batch
+        # of the width-0.25 CIFAR model still took 880 MB at once on a CPU: twice the training batch
+        eval_batch = min(500 if c.input_size <= 64 else 50, 2 * (c.batch_size // world))
+        test = DeviceBatches(
+            self.data.test_images, self.data.test_labels, eval_batch, augment, self.device,
+            train=False, channels_last=c.channels_last,
+        )  # fmt: skip
+        return train, test
+
+    def _scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
         c = self.config
         total = c.epochs * self.steps_per_epoch
         if c.schedule == "onecycle" and total >= 4:
@@ -441,15 +435,14 @@ class _Run:
         c = self.config
         start_epoch, start_batch = 0, 0
         if self.is_main:
-            _check_writable(self.out)
+            self.folder.check_writable()
         if c.resume:
             start_epoch, start_batch = self._restore()
         elif self.is_main:
-            (self.out / "config.json").write_text(json.dumps(asdict(c), indent=2))
-            (self.out / "metrics.jsonl").unlink(missing_ok=True)
+            self.folder.start(asdict(c))
         self.emit(
             StartEvent(
-                run=self.out.name, out=str(self.out), device=str(self.device), steps_per_epoch=self.steps_per_epoch,
+                run=self.folder.name, out=str(self.folder.path), device=str(self.device), steps_per_epoch=self.steps_per_epoch,
                 total_steps=self.total_steps, start_step=self.step,
                 params=sum(p.numel() for p in self.model.parameters()), config=asdict(c),
             )
@@ -457,34 +450,26 @@ class _Run:
         self.session_start, self.session_step = time.perf_counter(), self.step
         try:
             if c.max_steps is not None and self.step >= c.max_steps:
-                return self._end("finished", f"already at step {self.step}, max_steps={c.max_steps}", self.last_checkpoint)
+                return self._end("finished", f"already at step {self.step}, max_steps={c.max_steps}", self.folder.last_checkpoint)
             for epoch in range(start_epoch, c.epochs):
                 status = self._train_epoch(epoch, start_batch)
                 start_batch = 0
                 if status is not None:
                     return status
-            return self._end("finished", f"finished {c.epochs} epochs", self.last_checkpoint)
+            return self._end("finished", f"finished {c.epochs} epochs", self.folder.last_checkpoint)
         finally:
             if self.ddp and dist.is_initialized():
                 dist.destroy_process_group()
 
     def _train_epoch(self, epoch: int, start_batch: int) -> EndEvent | None:
+        """Train ``epoch`` from ``start_batch`` on; the end event if the run ends inside it."""
         c = self.config
         self.net.train()
         sums = torch.zeros(4, device=self.device)
         count, interval_start, interval_images = 0, time.perf_counter(), 0
         for batch, (x, y) in enumerate(self.train_batches.epoch(epoch, start_batch), start=start_batch):
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                outputs = self.net(x)
-                loss, parts = self._loss(outputs, y)
-            lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
-                self.scheduler.step()
-            self.step += 1
-            sums += parts.detach()
+            lr, parts = self._train_step(x, y)
+            sums += parts
             count += 1
             interval_images += x.shape[0] * self.world
             done = batch + 1 == self.steps_per_epoch
@@ -505,7 +490,27 @@ class _Run:
             if at_limit:
                 path = self._checkpoint(epoch, batch + 1)
                 return self._end("finished", f"reached max_steps={c.max_steps}", path)
-        if c.schedule == "step":
+        self._end_epoch(epoch)
+        return None
+
+    def _train_step(self, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
+        """One optimizer step on one batch: the learning rate it used and its loss parts
+        ``[total, main, aux1, aux2]``, left on the device (read once per log interval)."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            outputs = self.net(x)
+            loss, parts = self._loss(outputs, y)
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
+            self.scheduler.step()
+        self.step += 1
+        return lr, parts.detach()
+
+    def _end_epoch(self, epoch: int) -> None:
+        """After the last batch of ``epoch``: schedule, evaluation, checkpoint, epoch event."""
+        if self.config.schedule == "step":
             self.scheduler.step()
         epoch_started = time.perf_counter()
         self.accuracy, test_loss, probe = self._evaluate()
@@ -517,7 +522,6 @@ class _Run:
                 checkpoint=str(path) if path else None, probe=probe,
             )
         )  # fmt: skip
-        return None
 
     def _loss(self, outputs: GoogLeNetOutputs, y: Tensor) -> tuple[Tensor, Tensor]:
         smoothing = self.config.label_smoothing
@@ -583,12 +587,13 @@ class _Run:
         return probe
 
     def _diverged(self, loss: float) -> EndEvent:
+        last = self.folder.last_checkpoint
         message = (
             f"training diverged at step {self.step}: the loss is {loss}. Lower the learning rate "
             f"(lr={self.config.lr}) or check the data. "
-            + (f"The last good checkpoint is {self.last_checkpoint}." if self.last_checkpoint else "No checkpoint was written.")
+            + (f"The last good checkpoint is {last}." if last else "No checkpoint was written.")
         )
-        self._end("diverged", message, self.last_checkpoint)
+        self._end("diverged", message, last)
         raise TrainingDiverged(message)
 
     def _end(self, status: str, message: str, path: Path | None) -> EndEvent:
@@ -600,55 +605,32 @@ class _Run:
         return event
 
     def emit(self, event: Event) -> None:
+        """Where every event goes (main process only): ``metrics.jsonl``, then the caller."""
         if not self.is_main:
             return
-        try:
-            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(asdict(event)) + "\n")
-        except OSError as error:
-            raise TrainingError(f"cannot write {self.out / 'metrics.jsonl'}: {error}") from None
+        self.folder.log(event)
         if self.user_callback is not None:
             self.user_callback(event)
 
-    # -- checkpoints and resume --
-
-    @property
-    def last_checkpoint(self) -> Path | None:
-        path = self.out / "last.safetensors"
-        return path if path.is_file() else None
+    # -- checkpoints and resume (the files are the run folder's) --
 
     def _checkpoint(self, epoch: int, batch: int) -> Path | None:
-        """State file first, then the model: a crash between the two leaves the old pair valid."""
         if not self.is_main:
             return None
-        c = self.config
-        state_name = f"state-{self.step:08d}.safetensors"
-        try:
-            self._save_state(self.out / state_name, epoch, batch)
-            meta = CheckpointMeta(self.data.classes, c.preprocess, self._summary(epoch, batch, state_name))
-            epoch_end = batch == 0
-            target = self.out / (f"epoch-{epoch:03d}.safetensors" if epoch_end else "last.safetensors")
-            save_checkpoint(target, self.model, meta)
-            if epoch_end:  # last.safetensors is a second name for the newest epoch file
-                atomic_write(self.out / "last.safetensors", lambda tmp: _link_or_copy(target, Path(tmp)))
-        except OSError as error:
-            raise TrainingError(
-                f"could not write a checkpoint in {self.out}: {error}. "
-                + (f"The newest complete checkpoint is still {self.last_checkpoint}." if self.last_checkpoint else "")
-            ) from None
-        self._prune(state_name)
-        return target
+        position = Position(self.step, epoch, batch, self.accuracy)
+        meta = CheckpointMeta(self.data.classes, self.config.preprocess, self._summary(epoch, batch))
+        return self.folder.save(position, self.model, self.optimizer, self.scheduler, meta, keep=self.config.keep_checkpoints)
 
-    def _summary(self, epoch: int, batch: int, state_name: str) -> dict[str, Any]:
+    def _summary(self, epoch: int, batch: int) -> dict[str, Any]:
+        """What a checkpoint tells about its run (its ``training`` metadata)."""
         c = self.config
         return {
-            "run": self.out.name,
+            "run": self.folder.name,
             "preset": c.preset,
             "step": self.step,
             "epoch": epoch,
             "batch": batch,
             "epochs": c.epochs,
-            "state_file": state_name,
             "accuracy": self.accuracy,
             "data": str(self.data.root),
             "train_images": len(self.data.train_labels),
@@ -659,70 +641,14 @@ class _Run:
             "config": asdict(c),
         }
 
-    def _save_state(self, path: Path, epoch: int, batch: int) -> None:
-        opt = self.optimizer.state_dict()
-        tensors: dict[str, Tensor] = {}
-        scalars: dict[str, dict[str, Any]] = {}
-        for index, state in opt["state"].items():
-            for key, value in state.items():
-                if isinstance(value, Tensor):
-                    tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
-                else:
-                    scalars.setdefault(str(index), {})[key] = value
-        tensors["rng.cpu"] = torch.get_rng_state()
-        if self.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        metadata = {
-            "param_groups": json.dumps(opt["param_groups"]),
-            "optimizer_scalars": json.dumps(scalars),
-            "scheduler": json.dumps(self.scheduler.state_dict(), default=_json_default),
-            "position": json.dumps({"step": self.step, "epoch": epoch, "batch": batch, "accuracy": self.accuracy}),
-        }
-        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
-
     def _restore(self) -> tuple[int, int]:
-        """Load model, optimizer, schedule, RNG and position from the run's newest checkpoint."""
-        model, meta = read_checkpoint(self.out / "last.safetensors")
-        self.model.load_state_dict(model.state_dict())
-        state_path = self.out / meta.training["state_file"]
-        from safetensors import safe_open
-
-        tensors = load_file(str(state_path))
-        with safe_open(str(state_path), framework="pt") as handle:
-            metadata = handle.metadata()
-        position = json.loads(metadata["position"])
-        if position["step"] != meta.training["step"]:
-            raise TrainingError(f"{state_path.name} is for step {position['step']}, the checkpoint for {meta.training['step']}")
-        opt_state: dict[int, dict[str, Any]] = {}
-        for name, tensor in tensors.items():
-            if name.startswith("optimizer."):
-                _, index, key = name.split(".", 2)
-                opt_state.setdefault(int(index), {})[key] = tensor.to(self.device)
-        for index, values in json.loads(metadata["optimizer_scalars"]).items():
-            opt_state.setdefault(int(index), {}).update(values)
-        self.optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(metadata["param_groups"])})
-        self.scheduler.load_state_dict(json.loads(metadata["scheduler"]))
-        torch.set_rng_state(tensors["rng.cpu"])
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        self.step, self.accuracy = position["step"], position["accuracy"]
-        if self.is_main:  # drop events logged after the checkpoint: they will be logged again
-            kept = [e for e in read_metrics(self.out) if getattr(e, "step", 0) <= self.step and e.kind not in ("end",)]
-            atomic_write(
-                self.out / "metrics.jsonl",
-                lambda tmp: Path(tmp).write_text("".join(json.dumps(asdict(e)) + "\n" for e in kept)),
-            )
-        epoch, batch = position["epoch"], position["batch"]
-        return epoch, batch
-
-    def _prune(self, current_state: str) -> None:
-        for old in self.out.glob("state-*.safetensors"):
-            if old.name != current_state:
-                old.unlink(missing_ok=True)
-        epochs = sorted(p for p in self.out.glob("epoch-*.safetensors") if is_checkpoint_name(p.name))
-        for old in epochs[1 : max(1, len(epochs) - self.config.keep_checkpoints)]:
-            old.unlink(missing_ok=True)
-            old.with_name(old.stem + INDEX_SUFFIX).unlink(missing_ok=True)  # its microscope cache
+        """Model, optimizer, schedule, RNG and position from the newest checkpoint; the epoch and
+        batch to continue at."""
+        position = self.folder.restore(self.model, self.optimizer, self.scheduler)
+        self.step, self.accuracy = position.step, position.accuracy
+        if self.is_main:
+            self.folder.forget_events_after(self.step)
+        return position.epoch, position.batch
 
 
 def _command_line() -> str:
@@ -732,27 +658,3 @@ def _command_line() -> str:
     if sys.argv[0].endswith(os.path.join("googlenet", "__main__.py")):
         return " ".join(["python -m googlenet", *sys.argv[1:]])
     return " ".join(sys.argv)
-
-
-def _check_writable(folder: Path) -> None:
-    probe = folder / ".write-test"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as error:
-        raise TrainingError(f"cannot write in the run folder {folder}: {error}; choose another --out or set GOOGLENET_RUNS") from None
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        target.write_bytes(source.read_bytes())
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in a checkpoint's metadata")

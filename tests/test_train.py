@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from googlenet.data import CIFAR10
-from googlenet.train import EndEvent, EpochEvent, StepEvent, TrainConfig, Trainer, TrainingDiverged, read_metrics
-from googlenet.weights import find_checkpoints, load_model, read_checkpoint
+from googlenet.train import EndEvent, EpochEvent, StepEvent, TrainConfig, Trainer, TrainingDiverged, TrainingError, read_metrics
+from googlenet.weights import find_checkpoints, load_model, read_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,6 +89,35 @@ def test_stop_then_resume_equals_an_uninterrupted_run(small, tmp_path):
     assert steps == list(range(1, 17))
 
 
+class _RunsCode:
+    """Unpickling this would create the file ``ran``: what a malicious pickle could do."""
+
+    def __init__(self, ran):
+        self.ran = ran
+
+    def __reduce__(self):
+        return (Path.touch, (self.ran,))
+
+
+def test_resume_reads_the_state_file_as_tensors_only_and_explains_what_it_cannot_read(small, tmp_path):
+    out = tmp_path / "state"
+    Trainer(tiny(out, max_steps=2), data=small).run()
+    model, meta = read_checkpoint(out / "last.safetensors")
+    state = out / meta.training["state_file"]
+    assert state.name == "state-00000002.pt" and state.is_file()
+    assert find_checkpoints(tmp_path) == [out / "last.safetensors"]  # the app's model picker never lists it
+    ran = tmp_path / "ran"
+    torch.save({"position": _RunsCode(ran)}, state)
+    with pytest.raises(TrainingError, match="cannot read the training state"):
+        Trainer(tiny(out, resume=True), data=small).run()
+    assert not ran.exists(), "the state file was unpickled with code execution"
+    # a run checkpointed by the trainer before state files were torch.save files
+    training = {**meta.training, "state_file": "state-00000002.safetensors"}
+    save_checkpoint(out / "last.safetensors", model, replace(meta, training=training))
+    with pytest.raises(TrainingError, match="earlier version of the trainer"):
+        Trainer(tiny(out, resume=True), data=small).run()
+
+
 def test_a_second_run_into_the_same_folder_is_refused(small, tmp_path):
     Trainer(tiny(tmp_path / "once", max_steps=2), data=small).run()
     with pytest.raises(ValueError, match="already holds a run"):
@@ -132,8 +161,6 @@ def test_unwritable_run_folder(small, tmp_path):
         locked.mkdir()
         locked.chmod(0o500)
         target = locked / "run"
-    from googlenet.train import TrainingError
-
     with pytest.raises((TrainingError, OSError)) as error:
         Trainer(tiny(target), data=small).run()
     assert str(target) in str(error.value) or "not writable" in str(error.value) or "No such file" in str(error.value)
@@ -195,23 +222,23 @@ def test_bad_config_values_are_rejected():
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    import safetensors.torch as st
+    import torch
     import googlenet.weights as w
     from googlenet.data import read_cifar10, CIFAR10
     from googlenet.train import TrainConfig, Trainer
     out, data, slow_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    real = st.save_file
     calls = {"n": 0}
-    def slow_save(tensors, path, metadata=None):
-        calls["n"] += 1
-        if calls["n"] > slow_after:  # write half a file, then hang: the test kills us here
-            open(path, "wb").write(b"\\x00" * 1000)
-            print("WRITING", flush=True)
-            time.sleep(60)
-        return real(tensors, path, metadata=metadata)
-    w.save_file = slow_save
-    import googlenet.train as t
-    t.save_file = slow_save
+    def slowed(real):  # counts every file a checkpoint writes: state files (torch.save), models (save_file)
+        def write(obj, path, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > slow_after:  # write half a file, then hang: the test kills us here
+                open(path, "wb").write(b"\\x00" * 1000)
+                print("WRITING", flush=True)
+                time.sleep(60)
+            return real(obj, path, *args, **kwargs)
+        return write
+    w.save_file = slowed(w.save_file)
+    torch.save = slowed(torch.save)
     c = read_cifar10(data)
     small = CIFAR10(c.train_images[:256], c.train_labels[:256], c.test_images[:128], c.test_labels[:128], c.classes, c.root)
     Trainer(TrainConfig(out=out, epochs=3, batch_size=64, width=0.125, seed=1), data=small).run()
@@ -336,7 +363,8 @@ def test_pruning_keeps_epoch_one_and_the_newest_and_takes_their_microscope_cache
             Path(event.checkpoint).with_name(f"epoch-{event.epoch:03d}.examples.safetensors").write_bytes(b"x")
 
     Trainer(tiny(out, epochs=3, keep_checkpoints=1), data=small).run(add_index)
-    names = sorted(p.name for p in out.glob("*.safetensors") if not p.name.startswith("state-"))
+    assert sorted(p.name for p in out.glob("state-*")) == ["state-00000024.pt"]  # the newest checkpoint's only
+    names = sorted(p.name for p in out.glob("*.safetensors"))
     assert names == [
         "epoch-001.examples.safetensors",
         "epoch-001.safetensors",

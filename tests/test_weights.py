@@ -201,7 +201,8 @@ def test_find_checkpoints_ignores_temporary_and_state_files():
     runs = weights.runs_dir()
     save_checkpoint(runs / "r" / "last.safetensors", small_model(), META)
     (runs / "r" / ".last.safetensors.abc.tmp").write_bytes(b"partial")
-    (runs / "r" / "state-00000010.safetensors").write_bytes(b"x")
+    (runs / "r" / "state-00000010.safetensors").write_bytes(b"x")  # the trainer's state files, then and now
+    (runs / "r" / "state-00000010.pt").write_bytes(b"x")
     assert [p.name for p in find_checkpoints()] == ["last.safetensors"]
 
 
