@@ -198,20 +198,23 @@ def soak(url: str, pid: int, report: dict, count: int = 200) -> None:
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    import safetensors.torch as st
-    import googlenet.weights as w, googlenet.train as t
+    import torch
+    import googlenet.weights as w
     from googlenet.train import TrainConfig, Trainer
     out, data, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-    if mode == "write":
-        real, calls = st.save_file, {"n": 0}
-        def slow(tensors, path, metadata=None):
-            calls["n"] += 1
-            if calls["n"] > 2:
-                open(path, "wb").write(b"\\x00" * 4096)
-                print("WRITING", flush=True)
-                time.sleep(600)
-            return real(tensors, path, metadata=metadata)
-        w.save_file = t.save_file = slow
+    if mode == "write":  # the third file written (epoch 2's state file, torch.save) hangs half-written
+        calls = {"n": 0}
+        def slowed(real):
+            def write(obj, path, *args, **kwargs):
+                calls["n"] += 1
+                if calls["n"] > 2:
+                    open(path, "wb").write(b"\\x00" * 4096)
+                    print("WRITING", flush=True)
+                    time.sleep(600)
+                return real(obj, path, *args, **kwargs)
+            return write
+        w.save_file = slowed(w.save_file)
+        torch.save = slowed(torch.save)
     def report(event):
         if getattr(event, "kind", "") == "epoch":
             print("EPOCH", flush=True)

@@ -126,7 +126,7 @@ def test_bad_config_is_rejected_with_a_message():
         GoogLeNetConfig.from_dict({"num_classes": 10, "depth": 3})
 
 
-# -- the guide's network (reference/googlenet-guide.md, section 5), transcribed --------------
+# -- the guide's network (README, Training: the paper's plain network, 5×5 branch3, no BN), transcribed
 
 
 class GuideInception(nn.Module):
