@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from explain.images import ImageError, load_image, prepare
+from googlenet.preprocess import Preprocess
 
 
 def png(image: Image.Image, **kw) -> bytes:
@@ -92,8 +93,8 @@ def test_arrays_and_tensors():
 
 
 def test_prepare_resizes_the_shorter_side_and_centre_crops():
-    x, shown = prepare(np.zeros((300, 500, 3), np.uint8), 224, 256, (0.5,) * 3, (0.5,) * 3, torch.device("cpu"))
+    x, shown = prepare(np.zeros((300, 500, 3), np.uint8), Preprocess(224, 256, (0.5,) * 3, (0.5,) * 3), torch.device("cpu"))
     assert x.shape == (1, 3, 224, 224) and shown.shape == (224, 224, 3)
     assert torch.allclose(x, torch.full_like(x, -1.0))
-    x, shown = prepare(np.zeros((1000, 50, 3), np.uint8), 32, 32, (0.5,) * 3, (0.5,) * 3, torch.device("cpu"))
+    x, shown = prepare(np.zeros((1000, 50, 3), np.uint8), Preprocess(32, 32, (0.5,) * 3, (0.5,) * 3), torch.device("cpu"))
     assert shown.shape == (32, 32, 3)
