@@ -133,11 +133,21 @@ def test_a_checkpoint_in_the_runs_folder_is_offered_and_explorable(client):
     values = [v for _, v in app.HUB.choices()]
     assert "runs:mini/last.safetensors" in values
     heads, atlas, *_, target, branch, caution = call(
-        client, "assets/examples/cifar/cat-1.png", "runs:mini/last.safetensors", "cat", "signed", "Viridis", 0.4, "inception5b.branch1", api_name="/explore"
+        client,
+        "assets/examples/cifar/cat-1.png",
+        "runs:mini/last.safetensors",
+        "cat",
+        "signed",
+        "Viridis",
+        0.4,
+        "inception5b.branch1",
+        api_name="/explore",
     )
     assert "cat" in heads and "gx-signed" in atlas and target == "cat" and branch == "inception5b.branch1"
     # a photo on a 32×32 CIFAR model gets a one-line caution
-    *_, caution = call(client, EXAMPLE, "runs:mini/last.safetensors", "(top class)", "cam", "Inferno", 0.6, "inception4c.branch2", api_name="/explore")
+    *_, caution = call(
+        client, EXAMPLE, "runs:mini/last.safetensors", "(top class)", "cam", "Inferno", 0.6, "inception4c.branch2", api_name="/explore"
+    )
     assert caution.startswith("⚠️") and "shrunk to 32×32" in caution
 
 
