@@ -3,7 +3,7 @@
 The work is done by ``googlenet`` (model, weights, training) and ``explain`` (explorations,
 attributions, figures); each tab lives in ``ui/`` as plain handler functions (importable and
 testable without a server) and one builder that creates and wires its components.
-``python app.py [--weights SOURCE] [--host 127.0.0.1 --port 7860] [--public] [--mcp] [--training off|owner|open] …``
+``python app.py [--weights SOURCE] [--data DIR] [--host 127.0.0.1 --port 7860] [--public] [--mcp] [--training off|owner|open] …``
 (the operator's settings: ``ui/settings.py`` and the README's table).
 """
 
@@ -16,18 +16,33 @@ from pathlib import Path
 
 import gradio as gr
 
+from explain.panels import PANEL_CSS, colormap_defs
 from googlenet.jobs import limit_malloc_arenas
 from ui import agents, architecture_tab, compare_tab, explore_tab, links, train_tab
 from ui.caching import cached
 from ui.settings import Settings, add_arguments, from_environment
-from ui.shared import ASSETS, HUB, JOB, banner, configure, current_visitor, model_choices_update, outputs, settings, user_errors, visitors
+from ui.shared import (
+    ASSETS,
+    HUB,
+    JOB,
+    banner,
+    configure,
+    current_visitor,
+    model_choices_update,
+    open_choices,
+    outputs,
+    settings,
+    user_errors,
+    visitors,
+)  # fmt: skip
 
 __all__ = ["build", "main", "launch_options", "ASSETS", "HUB", "JOB", "CSS"]
 
 log = logging.getLogger("googlenet-explorer")
 
-# 32×32 CIFAR pictures would show as stamps: draw them large, with crisp pixels.
-CSS = "#input-image img { image-rendering: pixelated; min-width: 70%; object-fit: contain; }"
+# 32×32 CIFAR pictures would show as stamps: draw them large, with crisp pixels. The map panels'
+# styles (explain.panels) are the page's once, not re-sent with every atlas.
+CSS = "#input-image img, #compare-image img { image-rendering: pixelated; min-width: 70%; object-fit: contain; }\n" + PANEL_CSS
 
 INTRO = """# GoogLeNet Explorer
 See inside GoogLeNet (Inception v1, [Szegedy et al. 2015](https://arxiv.org/abs/1409.4842)): what each of the 9 Inception modules × 4 branches responds to, how it pushes the decision, and what the two auxiliary classifiers would have said. Train your own on CIFAR-10 and explore it."""
@@ -57,35 +72,40 @@ def build(rules: Settings | None = None) -> gr.Blocks:
         # The visitor's signed identity, kept in the browser (ui/visitors.py); the key that encrypts
         # it in localStorage is derived from the server's secret so it survives restarts.
         token = gr.BrowserState(None, storage_key="googlenet-explorer-visitor", secret=visitors().browser_secret())
+        gr.HTML(colormap_defs(), elem_id="colormap-defs", js_on_load=None)  # the colouring filters every map panel uses
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
-            model = gr.Dropdown(HUB.choices(), value=default, label="Model", scale=3, interactive=True)
+            model = open_choices(
+                gr.Dropdown(
+                    HUB.choices(), value=default, label="Model", scale=3, interactive=True, elem_id="model-picker", allow_custom_value=True
+                )
+            )
             refresh = gr.Button("↻ Refresh list", scale=0, min_width=120)
-            upload = gr.File(
-                label="Upload a checkpoint (.safetensors, or a torchvision .pth/.pt/.bin state dict)",
-                file_types=[".safetensors", ".pth", ".pt", ".bin"], scale=2, height=90,
+            upload = gr.UploadButton(
+                "⬆ Upload a checkpoint (.safetensors, or a torchvision .pth/.pt/.bin state dict)",
+                file_types=[".safetensors", ".pth", ".pt", ".bin"], scale=2, elem_id="upload-checkpoint",
             )  # fmt: skip
-        live = gr.Markdown(banner(default), elem_id="banner")
+        live = gr.Markdown(banner(default), elem_id="banner", label="Live weights")
 
         with gr.Tabs():
             with gr.Tab("Explore", id="explore"):
                 explore = explore_tab.build(model, default)
             with gr.Tab("Compare", id="compare"):
-                compare_tab.build(default, explore.colorscale)
+                compare_tab.build(default)
             with gr.Tab("Train", id="train"):
-                whoami = train_tab.build(model, token)
+                whoami, train_folder = train_tab.build(model, token)
             with gr.Tab("Architecture", id="architecture"):
-                architecture = architecture_tab.build()
+                architecture = architecture_tab.build(default)
+        explore_tab.wire_microscope(explore, model, train_folder)
 
-        model.change(banner, model, live, api_visibility="private").then(
+        model.change(banner, model, live, api_visibility="private", queue=False).then(
             architecture_tab.architecture_view, model, architecture, api_visibility="private"
         )
         refresh.click(model_choices_update, model, model, api_visibility="private")
         upload.upload(upload_checkpoint, upload, [model, live], api_name="upload_checkpoint")
         agents.build(HUB.loaded(default).spec)
-        demo.load(architecture_tab.architecture_view, model, architecture, api_visibility="private")
         # Who is here (their own runs and uploads join the model list), then the shared view of the
-        # address if any, then the first exploration.
+        # address if any, then the exploration it asks for (the first example is drawn with the page).
         demo.load(
             train_tab.identify, token, outputs(train_tab.Identity, dict(token=token, whoami=whoami)), api_visibility="private", queue=False
         ).then(model_choices_update, model, model, api_visibility="private", queue=False)
@@ -117,6 +137,20 @@ def launch_options(rules: Settings) -> dict:
     )
 
 
+def log_live_weights() -> None:
+    """The startup log says which weights are live and why (and why not ImageNet's)."""
+    choice = HUB.default()
+    loaded = HUB.loaded(choice)
+    if HUB.preferred is not None:
+        why = "picked with --weights / GOOGLENET_WEIGHTS"
+    else:
+        why = "the first available of: ImageNet weights, the newest checkpoint in the runs folder, the bundled model, random weights"
+    log.info("live weights: %s (%s; %d classes, input %d×%d)", loaded.name, why, len(loaded.classes), loaded.input_size, loaded.input_size)
+    missing = HUB.imagenet_note()
+    for note in ([missing] if missing and loaded.source != "imagenet" else []) + [n for n in loaded.notes if n != missing]:
+        log.info("weights note: %s", note)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="GoogLeNet Explorer")
     parser.add_argument("--weights", default=None, help="imagenet | bundled | random | a .safetensors checkpoint (default: auto)")
@@ -130,7 +164,10 @@ def main(argv: list[str] | None = None) -> None:
         rules = from_environment(args, on_gpu=HUB.device.type == "cuda")
     except ValueError as error:
         parser.error(str(error))
+    # The data root (--data / GOOGLENET_DATA) is also where the Microscope looks first (explain.reference).
+    os.environ["GOOGLENET_DATA"] = str(rules.data_root)
     HUB.prefer(args.weights or os.environ.get("GOOGLENET_WEIGHTS", "auto"))
+    log_live_weights()
     demo = build(rules)
     demo.queue(default_concurrency_limit=2, max_size=128)
     log.info("settings: public=%s training=%s limits: %s", rules.public, rules.training, rules.limits_text() or "none")

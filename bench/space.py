@@ -1,7 +1,7 @@
 """Fast first impressions, measured: an example clicked for the first time against the same example
 clicked again (answered from Gradio's lazily cached examples), through the example's own endpoint
 (the answer's round trip) and in headless Chromium (until the atlas shows it: the round trip plus
-drawing four plotly figures, the same work both times); and the same /explore call twice through
+drawing the four HTML panels, the same work both times); and the same /explore call twice through
 the API (the content cache, answered before the queue).
 
     python -m bench.space [--data DIR] [--examples 4]
@@ -26,11 +26,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The atlas panel (explain.panels) by its content signature, once its 36 maps are decoded.
 ATLAS = """() => {
-    const p = document.querySelector('#atlas-plot .js-plotly-plot');
-    if (!p || !p._fullData) return null;
-    const maps = p._fullData.filter(t => t.type === 'heatmap');
-    return maps.length ? JSON.stringify([maps.length, maps[3].z[0], maps[30].z[1]]) : null;
+    const p = document.querySelector('#atlas-plot [data-sig]');
+    if (!p) return null;
+    const maps = Array.from(p.querySelectorAll('img.gx-map'));
+    return maps.length && maps.every(m => m.complete && m.naturalWidth) ? p.dataset.sig : null;
 }"""
 
 

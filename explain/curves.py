@@ -120,8 +120,14 @@ def training_figure(
         height=380, margin=dict(l=60, r=12, t=30, b=40), legend=dict(orientation="h", y=-0.22),
         paper_bgcolor="white", plot_bgcolor="#fafafa", uirevision="curves",
     )  # fmt: skip
-    if not data:
-        layout["annotations"] = [dict(text="no steps yet", xref="paper", yref="paper", x=0.3, y=0.5, showarrow=False)]
+    if not data:  # no axes to show yet: empty ones would run over a meaningless -1…6
+        for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2"):
+            layout[axis] = dict(layout[axis], visible=False)
+        layout.update(plot_bgcolor="white", height=160)
+        text = "No steps yet: press Start. The loss per step (left) and each head's test accuracy per epoch (right) appear here."
+        layout["annotations"] = [
+            dict(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=13, color="#6b7280"))
+        ]
     return go.Figure(data=data, layout=layout)
 
 

@@ -20,12 +20,14 @@ from torch import Tensor
 from googlenet.spec import NetworkSpec
 
 from .attributions import Attribution
+from .colormaps import COLORSCALES, DEFAULT_SIGNED, plotly_scale, signed_scale
 from .examples import ExampleIndex
 from .explorer import HEADS, Ablation, Exploration
 
 __all__ = [
     "MAP_KINDS",
     "COLORSCALES",
+    "HEAD_TITLES",
     "atlas_figure",
     "heads_figure",
     "contributions_figure",
@@ -33,22 +35,34 @@ __all__ = [
     "attribution_figure",
     "ablation_figure",
     "map_range",
+    "branch_map",
     "specialization_figure",
     "gallery_figure",
 ]
 
 MAP_KINDS = {
     "cam": "Grad-CAM (positive evidence)",
-    "signed": "Grad-CAM signed (red for, blue against)",
+    "signed": "Grad-CAM signed (for and against, in a diverging colour map: RdBu unless you pick another diverging one)",
     "activation": "mean activation",
 }
-COLORSCALES = ("Inferno", "Viridis", "Turbo", "Hot", "Greys", "Jet")
-_DIVERGING = "RdBu_r"
+_DIVERGING = plotly_scale(DEFAULT_SIGNED)  # red for, blue against
+
+
+def _scale(colorscale: str, signed: bool) -> str:
+    """The plotly scale for a choice: a signed map honours a diverging choice, else RdBu (see
+    :mod:`explain.colormaps`); names outside the app's list pass through for unsigned maps."""
+    if colorscale in COLORSCALES:
+        return plotly_scale(signed_scale(colorscale)) if signed else plotly_scale(colorscale)
+    return _DIVERGING if signed else colorscale
+
+
 HEAD_TITLES = {"main": "main head", "aux1": "aux1 (after 4a)", "aux2": "aux2 (after 4d)"}
 _FONT = dict(family="Inter, system-ui, sans-serif", size=12)
+_OUTLINE = "1px 1px 1px #111827, -1px -1px 1px #111827, 1px -1px 1px #111827, -1px 1px 1px #111827"
 
 
-def _map(exploration: Exploration, branch: str, kind: str) -> Tensor:
+def branch_map(exploration: Exploration, branch: str, kind: str) -> Tensor:
+    """The H×W map of ``branch`` an atlas shows for ``kind`` (see :data:`MAP_KINDS`)."""
     if kind == "cam":
         return exploration.cams[branch]
     if kind == "signed":
@@ -63,7 +77,7 @@ def map_range(explorations: Sequence[Exploration], kind: str = "cam") -> tuple[f
     low, high = 0.0, 0.0
     for exploration in explorations:
         for branch in exploration.branches:
-            m = _map(exploration, branch, kind)
+            m = branch_map(exploration, branch, kind)
             low, high = min(low, float(m.min())), max(high, float(m.max()))
     if kind == "signed":
         bound = max(abs(low), abs(high)) or 1.0
@@ -142,7 +156,8 @@ class _Mosaic:
             self.data.append(
                 dict(
                     type="scatter", mode="text", x=self.texts["x"], y=self.texts["y"], text=self.texts["text"],
-                    textfont=dict(size=self.texts["size"], color=self.texts["color"], shadow="auto"),
+                    # a dark outline on every side: white corner numbers stay legible on pale cells
+                    textfont=dict(size=self.texts["size"], color=self.texts["color"], shadow=_OUTLINE),
                     hoverinfo="skip", showlegend=False,
                 )
             )  # fmt: skip
@@ -181,7 +196,8 @@ def atlas_figure(
     Args:
         kind: ``"cam"`` (Grad-CAM), ``"signed"`` (Grad-CAM without ReLU, diverging colours) or
             ``"activation"`` (mean over the branch's channels).
-        colorscale: any plotly colour scale name (signed maps always use a diverging one).
+        colorscale: one of :data:`COLORSCALES` (a signed map uses the choice when it is diverging,
+            else RdBu), or any plotly colour scale name for unsigned maps.
         opacity: of the maps over the picture (0 … 1).
         value_range: one colour range for every cell (see :func:`map_range`); default ``None``
             scales each cell to its own maximum, which shows where each branch looks but not how
@@ -202,7 +218,7 @@ def atlas_figure(
     cell = {b.name: rows.index(b.branch) * cols + c for c, m in enumerate(spec.modules) for b in m.branches}
     grid.picture(cell.values())
     for branch in exploration.branches:
-        m = _map(exploration, branch, kind)
+        m = branch_map(exploration, branch, kind)
         if value_range is None:
             peak = float(m.abs().max()) or 1.0
             z, factor = _rounded(m, peak), f" (relative; × {peak:.3g})"
@@ -221,7 +237,7 @@ def atlas_figure(
     layout = dict(
         template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
         coloraxis=dict(
-            colorscale=_DIVERGING if signed else colorscale, cmin=low, cmax=high,
+            colorscale=_scale(colorscale, signed), cmin=low, cmax=high,
             colorbar=dict(thickness=10, len=0.8, title=dict(text="relative" if value_range is None else "value", side="right")),
         ),
         margin=dict(l=4, r=4, t=36, b=4), height=460,
@@ -315,7 +331,8 @@ def contributions_figure(exploration: Exploration) -> go.Figure:
     layout = dict(
         template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
         title=dict(text=f"Share of each module's evidence for “{exploration.target_name}” per branch (Σ grad × activation)", x=0.5, font=dict(size=13)),
-        yaxis=dict(autorange="reversed", fixedrange=True), xaxis=dict(side="top", fixedrange=True),
+        # automargin: the row labels ("branch2 1×1→3×3") get the room they need instead of a clipped "–"
+        yaxis=dict(autorange="reversed", fixedrange=True, automargin=True, ticksuffix=" "), xaxis=dict(side="top", fixedrange=True),
         height=300, margin=dict(l=8, r=8, t=70, b=8), font=_FONT, paper_bgcolor="white",
     )  # fmt: skip
     return go.Figure(data=[trace], layout=layout)
@@ -342,7 +359,7 @@ def channels_figure(exploration: Exploration, branch: str, n: int = 16, colorsca
         grid.text(x + grid.side * 0.2, y + grid.side * 0.1, f"ch {channel}", 10, "white")
     layout = dict(
         template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
-        coloraxis=dict(colorscale=colorscale, cmin=0, cmax=1, showscale=False),
+        coloraxis=dict(colorscale=_scale(colorscale, False), cmin=0, cmax=1, showscale=False),
         title=dict(text=f"{branch} ({exploration.kernels[branch]}): top {n} of {act.shape[0]} channels, {act.shape[1]}×{act.shape[2]}", x=0.5, font=dict(size=13)),
         height=110 * rows + 50, margin=dict(l=4, r=4, t=36, b=4),
     )  # fmt: skip
@@ -367,7 +384,7 @@ def attribution_figure(attribution: Attribution, image: np.ndarray, colorscale: 
     extra = " + SmoothGrad" if attribution.noise_tunnel else ""
     layout = dict(
         template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
-        coloraxis=dict(colorscale=_DIVERGING if signed else colorscale, cmin=-1 if signed else 0, cmax=1, colorbar=dict(thickness=10, title=dict(text="relative", side="right"))),
+        coloraxis=dict(colorscale=_scale(colorscale, signed), cmin=-1 if signed else 0, cmax=1, colorbar=dict(thickness=10, title=dict(text="relative", side="right"))),
         title=dict(text=f"{attribution.method.label}{extra} for “{attribution.target_name}” ({attribution.seconds:.1f} s)", x=0.5, font=dict(size=13)),
         height=340, margin=dict(l=4, r=4, t=40, b=4),
     )  # fmt: skip
@@ -375,21 +392,33 @@ def attribution_figure(attribution: Attribution, image: np.ndarray, colorscale: 
 
 
 def ablation_figure(ablation: Ablation) -> go.Figure:
-    """Change of the target's probability in each head when branches are knocked out."""
-    labels = [k.label for k in ablation.knockouts]
+    """Change of the target's probability in each head when branches are knocked out.
+
+    Each bar group is labelled with what was knocked out (``Knockout.label``: whole modules by
+    name, e.g. "inception4c.branch2 + inception4e"), wrapped at the "+" so it fits under its bars.
+    """
+    labels = [k.label.replace(" + ", " +<br>") for k in ablation.knockouts]
     colors = {"main": "#6366f1", "aux1": "#14b8a6", "aux2": "#f59e0b"}
     data = [
         dict(
             type="bar", name=HEAD_TITLES[head], x=labels, y=[round(k.delta[head], 4) for k in ablation.knockouts],
-            marker=dict(color=colors[head]), hovertemplate="%{x}<br>Δp = %{y:+.2%}<extra>" + head + "</extra>",
+            customdata=[[k.label, k.target_probability[head]] for k in ablation.knockouts],
+            marker=dict(color=colors[head]),
+            hovertemplate="%{customdata[0]}<br>p = %{customdata[1]:.1%} (Δ %{y:+.1%})<extra>" + head + "</extra>",
         )
         for head in HEADS if head in ablation.baseline_probability
     ]  # fmt: skip
+    baseline = ", ".join(f"{h} {p:.1%}" for h, p in ablation.baseline_probability.items())
+    largest = max((abs(k.delta[h]) for k in ablation.knockouts for h in k.delta), default=0.0)
+    ticks = "+.1%" if largest < 0.1 else "+.0%"  # "+2%, +2%, +1%" for a 2.5 % range otherwise
     layout = dict(
         template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
-        barmode="group", yaxis=dict(tickformat="+.0%", title="Δ probability", zeroline=True, zerolinecolor="#6b7280", showgrid=True, gridcolor="#e5e7eb"), height=320,
-        title=dict(text=f"Knock-out: change of p(“{ablation.target_name}”)", x=0.5, font=dict(size=13)),
-        margin=dict(l=8, r=8, t=40, b=8), font=_FONT, legend=dict(orientation="h", y=-0.25), paper_bgcolor="white",
+        barmode="group",
+        # automargin on both axes: tick labels ("+10%", long knock-out names) get room instead of being clipped
+        yaxis=dict(tickformat=ticks, title=dict(text="Δ probability", standoff=6), automargin=True, zeroline=True, zerolinecolor="#6b7280", showgrid=True, gridcolor="#e5e7eb"),
+        xaxis=dict(automargin=True, tickangle=0), height=340,
+        title=dict(text=f"Knock-out: change of p(“{ablation.target_name}”) per head (before: {baseline})", x=0.5, font=dict(size=13)),
+        margin=dict(l=8, r=8, t=64, b=8), font=_FONT, legend=dict(orientation="h", x=0.5, xanchor="center", y=1.0, yanchor="bottom"), paper_bgcolor="white",
     )  # fmt: skip
     return go.Figure(data=data, layout=layout)
 
@@ -421,34 +450,42 @@ def specialization_figure(index: ExampleIndex, spec: NetworkSpec) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-def gallery_figure(rows: list[tuple[str, list[np.ndarray]]], tile: int = 64) -> go.Figure:
-    """A grid of pictures: one row per (title, images), e.g. a channel's visualization and its examples."""
+def gallery_figure(rows: list[tuple[str, list[np.ndarray]]], tile: int = 64, captions: list[list[str]] | None = None) -> go.Figure:
+    """A grid of pictures: one row per (title, images), e.g. a channel's visualization and its
+    examples; ``captions`` (one list per row) go under the pictures, e.g. one row of channels."""
     cols = max(len(images) for _, images in rows) if rows else 1
     gap = 4
-    sheet = Image.new("RGB", (cols * (tile + gap), len(rows) * (tile + gap)), (255, 255, 255))
+    pitch = tile + gap + (16 if captions else 0)
+    sheet = Image.new("RGB", (cols * (tile + gap), len(rows) * pitch), (255, 255, 255))
     for r, (_, images) in enumerate(rows):
         for c, image in enumerate(images):
             sheet.paste(
                 Image.fromarray(image).resize(
                     (tile, tile), Image.Resampling.NEAREST if image.shape[0] < tile else Image.Resampling.BILINEAR
                 ),
-                (c * (tile + gap), r * (tile + gap)),
+                (c * (tile + gap), r * pitch),
+            )
+    titled = any(title for title, _ in rows)
+    xs, ys, labels, positions = [], [], [], []
+    for r, (title, _) in enumerate(rows):
+        if title:
+            xs, ys, labels, positions = [*xs, -4], [*ys, r * pitch + tile / 2], [*labels, title], [*positions, "middle left"]
+    for r, row in enumerate(captions or []):
+        for c, text in enumerate(row):
+            xs, ys, labels, positions = (
+                [*xs, c * (tile + gap) + tile / 2],
+                [*ys, r * pitch + tile + 8],
+                [*labels, text],
+                [*positions, "middle center"],
             )
     data = [
         dict(type="image", source=_jpeg_uri(sheet), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"),
-        dict(
-            type="scatter",
-            mode="text",
-            x=[-4] * len(rows),
-            y=[r * (tile + gap) + tile / 2 for r in range(len(rows))],
-            text=[title for title, _ in rows],
-            textposition="middle left",
-            hoverinfo="skip",
-        ),
+        dict(type="scatter", mode="text", x=xs, y=ys, text=labels, textposition=positions, hoverinfo="skip"),
     ]
+    left = 150 if titled else 4  # room for the row titles, only when there are some
     layout = dict(
         template="none",  # plotly's default template adds 6.5 KB of JSON to every figure
-        xaxis=dict(visible=False, range=[-150, sheet.width], fixedrange=True), yaxis=dict(visible=False, range=[sheet.height, -4], scaleanchor="x", fixedrange=True),
-        height=min(900, 40 + len(rows) * (tile + gap) * 1.3), margin=dict(l=4, r=4, t=30, b=4), paper_bgcolor="white", plot_bgcolor="white", showlegend=False,
+        xaxis=dict(visible=False, range=[-left, sheet.width], fixedrange=True), yaxis=dict(visible=False, range=[sheet.height, -4], scaleanchor="x", fixedrange=True),
+        height=min(900, 40 + len(rows) * pitch * 1.3), margin=dict(l=4, r=4, t=30, b=4), paper_bgcolor="white", plot_bgcolor="white", showlegend=False,
     )  # fmt: skip
     return go.Figure(data=data, layout=layout)

@@ -1,8 +1,9 @@
 """The models an app or a notebook can pick from, loaded lazily and cached as Explorers.
 
 A choice is a short string: ``"imagenet"``, ``"bundled"``, ``"random"`` or ``"runs:NAME/FILE"``
-for a checkpoint under the runs folder. Only those are accepted, so a client cannot make the
-server open an arbitrary path.
+for a checkpoint under the runs folder, and ``"untrained:CHOICE"`` for a freshly initialised twin
+of CHOICE (same layout, classes and input; what training changed, seen side by side). Only those
+are accepted, so a client cannot make the server open an arbitrary path.
 
 On a public server (``private_listing``) a visitor's runs and uploads are listed to, and loadable
 by, that visitor only (the operator's runs and the bundled model are everyone's): the app tells the
@@ -13,6 +14,7 @@ evicted first; runs are never touched) and a retention time.
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import os
 import re
@@ -26,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torchvision.models import GoogLeNet_Weights
 
 from googlenet.convert import import_checkpoint, is_project_checkpoint
+from googlenet.model import GoogLeNet
 from googlenet.owners import read_owner
 from googlenet.weights import (
     BUNDLED_MODEL,
@@ -36,8 +40,10 @@ from googlenet.weights import (
     WeightsUnavailable,
     atomic_write,
     find_checkpoints,
+    imagenet_unavailable_note,
     load_model,
     pick_device,
+    prepare_for_inference,
     read_meta,
     runs_dir,
 )
@@ -45,7 +51,7 @@ from googlenet.weights import (
 from .explorer import Explorer
 from .microscope import Microscope
 
-__all__ = ["ModelHub", "UploadPolicy", "UPLOAD_LIMIT_BYTES", "EVERYONE"]
+__all__ = ["ModelHub", "UploadPolicy", "UPLOAD_LIMIT_BYTES", "EVERYONE", "accuracy_summary"]
 
 UPLOAD_LIMIT_BYTES = 200 * 2**20  # a full-width fp32 checkpoint is 52 MB
 EVERYONE = "*"  # a viewer who sees every run and upload (an operator)
@@ -81,6 +87,7 @@ class ModelHub:
         self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._imagenet_checked: tuple[float, bool] = (0.0, False)
+        self._imagenet_reason = ""
         self.private_listing = False  # public server: runs and uploads are their visitor's
         self.viewer: Callable[[], str | None] = lambda: None  # the visitor key of the request being served
         self.policy = UploadPolicy()
@@ -134,21 +141,27 @@ class ModelHub:
         checked_at, ok = self._imagenet_checked
         if time.monotonic() - checked_at < 600:
             return ok
-        from torchvision.models import GoogLeNet_Weights
-
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(GoogLeNet_Weights.IMAGENET1K_V1.url)
-        ok = cached.exists()
-        if not ok and os.environ.get("GOOGLENET_OFFLINE", "") in ("", "0"):
+        ok, reason = cached.exists(), ""
+        if not ok and os.environ.get("GOOGLENET_OFFLINE", "") not in ("", "0"):
+            reason = f"they are not in the torch hub cache and downloads are off (GOOGLENET_OFFLINE={os.environ['GOOGLENET_OFFLINE']})"
+        elif not ok:
             import urllib.error
             import urllib.request
 
             try:
                 urllib.request.urlopen(urllib.request.Request(GoogLeNet_Weights.IMAGENET1K_V1.url, method="HEAD"), timeout=5).close()
                 ok = True
-            except (urllib.error.URLError, OSError):
-                ok = False
-        self._imagenet_checked = (time.monotonic(), ok)
+            except (urllib.error.URLError, OSError) as error:
+                reason = f"they are not in the torch hub cache and {GoogLeNet_Weights.IMAGENET1K_V1.url} could not be reached ({getattr(error, 'reason', error)})"
+        self._imagenet_checked, self._imagenet_reason = (time.monotonic(), ok), reason
         return ok
+
+    def imagenet_note(self) -> str | None:
+        """Why the ImageNet weights are not offered, and how to get them; ``None`` when they are."""
+        if self.imagenet_available():
+            return None
+        return imagenet_unavailable_note(WeightsUnavailable(self._imagenet_reason or "not available"))
 
     # -- loading --
 
@@ -168,7 +181,7 @@ class ModelHub:
                     self._explorers.move_to_end(key)
                     return key, self._explorers[key]
             try:
-                loaded = load_model(source, device=self.device)
+                loaded = self._untrained(choice) if choice.startswith("untrained:") else load_model(source, device=self.device)
             except WeightsUnavailable as error:
                 raise ValueError(f"the ImageNet weights cannot be loaded right now: {error}") from None
             explorer = Explorer(loaded, cache_size=8)
@@ -183,16 +196,45 @@ class ModelHub:
     def loaded(self, choice: str | None) -> Loaded:
         return self.explorer(choice).loaded
 
-    def microscope(self, choice: str | None, data_dir: str | Path) -> Microscope:
-        """The :class:`~explain.microscope.Microscope` of a choice (kept while its model is cached)."""
+    def microscope(self, choice: str | None, roots: str | Path | list[Path]) -> Microscope:
+        """The :class:`~explain.microscope.Microscope` of a choice (kept while its model is cached);
+        ``roots`` are where its reference images are looked for, until some are found."""
         key, explorer = self._entry(choice)
         with self._lock:
             if key not in self._microscopes:
-                self._microscopes[key] = Microscope(explorer.loaded, data_dir)
-            return self._microscopes[key]
+                self._microscopes[key] = Microscope(explorer.loaded, roots)
+            scope = self._microscopes[key]
+            if not scope.found:  # not found yet: look where the caller says now
+                scope.roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+            return scope
+
+    def _untrained(self, choice: str) -> Loaded:
+        """A fresh initialisation (seed 0) of the layout, classes and input recipe of ``untrained:CHOICE``."""
+        trained = self.loaded(choice[len("untrained:") :])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = GoogLeNet(**dataclasses.asdict(trained.config))
+        return Loaded(
+            model=prepare_for_inference(model, self.device),
+            classes=trained.classes,
+            preprocess=trained.preprocess,
+            name=f"{trained.name}, untrained twin (random init, same layout)",
+            source="random",
+            notes=("untrained: random weights of the same layout; its predictions mean nothing, its maps show the architecture alone",),
+        )
+
+    def untrained_label(self, choice: str) -> str:
+        """The picker's label of ``untrained:CHOICE``."""
+        label = dict((v, k) for k, v in self.choices()).get(choice, choice)
+        return f"{label} — untrained twin (random init)"
 
     def resolve(self, choice: str) -> str | Path:
         """The ``load_model`` source for a choice; refuses anything outside the runs folder."""
+        if isinstance(choice, str) and choice.startswith("untrained:"):
+            inner = choice[len("untrained:") :]
+            if inner.startswith("untrained:"):
+                raise ValueError(f"unknown model {choice!r}; pick one from the list")
+            return f"untrained:{self.resolve(inner)}"
         if choice in ("imagenet", "bundled", "random"):
             return choice
         if choice == "file" and self._operator_file is not None:
@@ -331,5 +373,20 @@ def _checkpoint_label(path: Path, root: Path) -> str:
         _, meta = read_meta(path)
     except (CheckpointError, OSError):
         return f"{relative} (unreadable)"
-    accuracy = (meta.training.get("accuracy") or {}).get("main")
-    return f"{relative} · {accuracy:.1%} test" if isinstance(accuracy, (int, float)) else relative
+    summary = accuracy_summary(meta.training)
+    return f"{relative} · {summary}" if summary else relative
+
+
+def accuracy_summary(training: dict) -> str:
+    """What a checkpoint's accuracy figure is about: "epoch 3 · 61.2% test", or for weights saved
+    mid-epoch (Stop, max_steps) "step 84, mid-epoch 2 · not evaluated (epoch 1: 41.2%)":
+    the accuracy in the metadata was measured on the previous epoch's weights, not these."""
+    accuracy = (training.get("accuracy") or {}).get("main") if isinstance(training.get("accuracy"), dict) else None
+    text = f"{accuracy:.1%} test" if isinstance(accuracy, (int, float)) and 0 <= accuracy <= 1 else ""
+    epoch, batch, step = training.get("epoch"), training.get("batch"), training.get("step")
+    if not isinstance(epoch, int) or not isinstance(batch, int):
+        return text
+    if batch == 0:
+        return f"epoch {epoch} · {text}" if text else f"epoch {epoch}"
+    before = f" (epoch {epoch}: {text.removesuffix(' test')})" if text and epoch > 0 else ""
+    return f"step {step}, mid-epoch {epoch + 1} · not evaluated{before}"

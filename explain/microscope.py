@@ -1,53 +1,69 @@
 """The microscope an app holds per model: what a branch's channels look for (feature
 visualization), which reference images excite them most (dataset examples), a gallery per module,
 and how the branches of each module specialise. Cached per model, on its own copy of the model.
+
+Feature visualization needs no data and always renders. Dataset examples and specialization need
+a reference set, looked for in the folders of :func:`explain.reference.candidate_roots`; without
+one, the views say so in :attr:`MicroscopeView.note` (and specialization raises
+:class:`~explain.reference.ReferenceMissing`) instead of failing.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
-from torch import Tensor
 
-from googlenet.data import DataError, read_cifar10
-from googlenet.weights import CIFAR10_CLASSES, Loaded
+from googlenet.weights import Loaded
 
 from .attributions import private_copy
 from .examples import ExampleIndex, crops, load_or_build_index
 from .featureviz import visualize
 from .figures import gallery_figure, specialization_figure
-from .images import ImageError, load_image, prepare
+from .reference import ReferenceMissing, ReferenceSet, find_reference
 
-__all__ = ["Microscope", "reference_set"]
+__all__ = ["Microscope", "MicroscopeView", "ReferenceMissing"]
+
+
+class MicroscopeView(NamedTuple):
+    figure: go.Figure
+    note: str  # "" when complete; else why the dataset examples are missing and how to get them
 
 
 class Microscope:
     """Feature visualizations, dataset examples and specialization for one model, cached.
 
-    The reference set is the CIFAR-10 test batch for CIFAR models (from ``data_dir``) and, for
-    other models, the example photos in ``assets/examples/photos`` plus any images in
-    ``data_dir/reference/`` (a folder the operator chooses).
+    Args:
+        loaded: the model (a private copy is made: the hooks here must not meet other passes).
+        roots: folders to look for reference images in, in order (a single folder is accepted);
+            see :mod:`explain.reference`. Until a reference set is found, later calls look again
+            (after a download, or with other :attr:`roots`).
     """
 
-    def __init__(self, loaded: Loaded, data_dir: str | Path, viz_size: int | None = None, steps: int = 128) -> None:
-        # its own copy of the model: the forward hooks below must not meet other threads' passes
+    def __init__(self, loaded: Loaded, roots: Sequence[str | Path] | str | Path, viz_size: int | None = None, steps: int = 128) -> None:
         self.loaded = replace(loaded, model=private_copy(loaded.model))
-        self.data_dir = Path(data_dir)
+        self.roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
         self.viz_size = viz_size or (64 if loaded.input_size <= 64 else 128)
         self.steps = steps
         self._lock = threading.Lock()
         self._index: ExampleIndex | None = None
-        self._reference: tuple[Tensor, Tensor | None, str] | None = None
+        self._reference: ReferenceSet | None = None
         self._viz: dict[tuple, np.ndarray] = {}
 
-    def reference(self) -> tuple[Tensor, Tensor | None, str]:
+    @property
+    def found(self) -> bool:
+        """Whether a reference set has been found (then it is kept, and :attr:`roots` no longer matter)."""
+        return self._reference is not None
+
+    def reference(self) -> ReferenceSet:
+        """The reference set (found once, then kept); raises :class:`ReferenceMissing`."""
         if self._reference is None:
-            self._reference = reference_set(self.loaded, self.data_dir)
+            self._reference = find_reference(self.loaded, self.roots)
         return self._reference
 
     def specialization(self, progress=None) -> go.Figure:
@@ -57,9 +73,15 @@ class Microscope:
     def index(self, progress=None) -> ExampleIndex:
         with self._lock:
             if self._index is None:
-                images, labels, _ = self.reference()
-                self._index, _ = load_or_build_index(self.loaded, images, labels, progress)
+                reference = self.reference()
+                self._index, _ = load_or_build_index(self.loaded, reference.images, reference.labels, progress)
             return self._index
+
+    def _index_or_note(self, progress) -> tuple[ExampleIndex | None, str]:
+        try:
+            return self.index(progress), ""
+        except ReferenceMissing as missing:
+            return None, str(missing)
 
     def visualizations(self, layer: str, channels: list[int | None], progress=None, stop=None) -> list[np.ndarray]:
         """One image per channel; computed together for the channels not cached yet."""
@@ -72,53 +94,38 @@ class Microscope:
                 self._viz.pop(next(iter(self._viz)))
         return [self._viz[(layer, c)] for c in channels]
 
-    def branch_view(self, branch: str, channels: list[int], progress=None, stop=None) -> go.Figure:
+    def branch_view(self, branch: str, channels: list[int], progress=None, stop=None) -> MicroscopeView:
         """Per channel: what maximises it, then its strongest dataset examples (cropped at the peak)."""
-        index = self.index(lambda f, m: progress(0.3 * f, m) if progress else None)
-        images, _, description = self.reference()
+        index, note = self._index_or_note(lambda f, m: progress(0.3 * f, m) if progress else None)
         pictures = self.visualizations(branch, channels, (lambda f, m: progress(0.3 + 0.7 * f, m)) if progress else None, stop)
-        rows = []
-        for channel, picture in zip(channels, pictures):
-            examples = crops(index, images, branch, channel, count=5)
-            rows.append((f"ch {channel}", [picture, *examples]))
-        figure = gallery_figure(rows)
-        figure.update_layout(
-            title=dict(text=f"{branch}: feature visualization, then top examples from {description}", x=0.5, font=dict(size=13))
-        )
-        return figure
+        if index is None:  # feature visualizations alone: one row, a caption under each
+            figure = gallery_figure([("", pictures)], tile=96, captions=[[f"ch {c}" for c in channels]])
+            source = "(no dataset examples: see the note)"
+        else:
+            images = self.reference().images
+            figure = gallery_figure([(f"ch {c}", [p, *crops(index, images, branch, c, count=5)]) for c, p in zip(channels, pictures)])
+            source = f"then top examples from {self.reference().description}"
+        figure.update_layout(title=dict(text=f"{branch}: feature visualization, {source}", x=0.5, font=dict(size=13)))
+        return MicroscopeView(figure, note)
 
-    def module_gallery(self, module: str, per_branch: int = 4, progress=None, stop=None) -> go.Figure:
-        """Each branch of ``module``: its whole-branch visualization and its most active channels."""
-        index = self.index(lambda f, m: progress(0.2 * f, m) if progress else None)
+    def module_gallery(self, module: str, per_branch: int = 4, progress=None, stop=None, activations=None) -> MicroscopeView:
+        """Each branch of ``module``: its whole-branch visualization and its most active channels
+        (over the reference set; without one, on ``activations`` — a branch → C×H×W dict such as
+        an exploration's — or its first channels)."""
+        index, note = self._index_or_note(lambda f, m: progress(0.2 * f, m) if progress else None)
         rows = []
         branches = self.loaded.spec.module(module).branches
         for b, branch in enumerate(branches):
-            strongest = index.top_values[module][branch.channels, 0].argsort(descending=True)[:per_branch].tolist()
+            if index is not None:
+                strength = index.top_values[module][branch.channels, 0]
+            elif activations is not None and branch.name in activations:
+                strength = activations[branch.name].mean(dim=(1, 2))
+            else:
+                strength = None
+            strongest = strength.argsort(descending=True)[:per_branch].tolist() if strength is not None else list(range(per_branch))
             report = (lambda f, m, b=b: progress(0.2 + 0.8 * (b + f) / len(branches), m)) if progress else None
             pictures = self.visualizations(branch.name, [None, *strongest], report, stop)
             rows.append((f"{branch.branch} (all, ch {', '.join(map(str, strongest))})", pictures))
         figure = gallery_figure(rows)
         figure.update_layout(title=dict(text=f"{module}: each branch as a whole, then its strongest channels", x=0.5, font=dict(size=13)))
-        return figure
-
-
-def reference_set(loaded: Loaded, data_dir: Path) -> tuple[Tensor, Tensor | None, str]:
-    """(images N×3×S×S uint8, labels or None, description) for indexing dataset examples."""
-    if tuple(loaded.classes) == CIFAR10_CLASSES:
-        try:
-            cifar = read_cifar10(data_dir)
-            return cifar.test_images, cifar.test_labels, f"the CIFAR-10 test batch ({len(cifar.test_labels)} images)"
-        except DataError as error:
-            raise ValueError(f"dataset examples need the CIFAR-10 test batch: {error}") from None
-    folders = [Path(__file__).resolve().parent.parent / "assets" / "examples" / "photos", data_dir / "reference"]
-    pictures = []
-    for folder in folders:
-        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-            try:
-                _, shown = prepare(load_image(path), loaded.preprocess)
-            except ImageError:
-                continue
-            pictures.append(torch.from_numpy(shown).permute(2, 0, 1))
-    if not pictures:
-        raise ValueError("no reference images: add some to <data>/reference/")
-    return torch.stack(pictures), None, f"{len(pictures)} reference photos"
+        return MicroscopeView(figure, note)

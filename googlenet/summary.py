@@ -2,7 +2,14 @@
 
 Multiply-adds come from ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2) over one
 forward pass of a single image, so they describe the model that is really there (its width,
-stem and kernels), not a formula.
+stem and kernels), not a formula. Each layer's share is the counter's running total read by
+hooks on that layer alone: the counter's own per-module table relies on process-wide module
+hooks, so a forward pass in another thread (the app explores while it summarises) moved FLOPs
+between rows — inception4e once showed 0 multiply-adds — and this way it cannot.
+
+The paper's figures are for the full network at 224×224 with 1,000 classes. Beside a narrower,
+smaller or CIFAR network they are scaled to it (see :func:`paper_scale`), so that the
+difference column compares like with like.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .model import BasicConv2d, GoogLeNet, Inception, InceptionAux
 
-__all__ = ["LayerRow", "Summary", "summarize", "PAPER_TABLE", "PAPER_NOTES"]
+__all__ = ["LayerRow", "Summary", "summarize", "paper_scale", "PAPER_TABLE", "PAPER_NOTES", "PAPER_SIDES"]
 
 # Table 1 of Szegedy et al. 2015: (params, multiply-adds) per row. The paper's single
 # "convolution 3×3" row covers conv2 (its 1×1 reduce) and conv3; it is shown on conv3.
@@ -34,6 +41,9 @@ PAPER_TABLE: dict[str, tuple[int, int]] = {
     "fc": (1_000_000, 1_000_000),
 }
 PAPER_GROUPS = {"conv3": ("conv2", "conv3")}
+# Output side of each paper row at 224×224 (Table 1's "output size" column).
+PAPER_SIDES = {"conv1": 112, "conv3": 56, "inception3a": 28, "inception3b": 28, "fc": 1}
+PAPER_SIDES |= {f"inception4{c}": 14 for c in "abcde"} | {"inception5a": 7, "inception5b": 7}
 
 PAPER_NOTES = (
     "Paper: Szegedy et al. 2015, Table 1 (about 6.8 M parameters, 1.5 G multiply-adds at 224×224).",
@@ -42,6 +52,9 @@ PAPER_NOTES = (
     "parameters in every inception module. batch_norm=False builds the paper's 5×5.",
     "The paper's conv1 figures (2.7K, 34M) do not match a 7×7×3→64 convolution (9.4K, 118M at 112×112); the paper gives no reason.",
     "The aux heads run only in training (or with aux=True): their multiply-adds are not in the total.",
+    "Paper columns are scaled to the live network: parameters by width² (conv1: by width, its input has 3 channels; "
+    "fc: by width × classes / 1000), multiply-adds also by the live output area over the paper's. "
+    "A CIFAR stem's 3×3/1 conv1 has no paper counterpart (the paper's is 7×7/2).",
 )
 
 
@@ -52,7 +65,7 @@ class LayerRow:
     output_shape: tuple[int, ...]
     params: int
     macs: int
-    paper_params: int | None = None
+    paper_params: int | None = None  # the paper's figure scaled to this network (see paper_scale)
     paper_macs: int | None = None
     group_params: int | None = None  # our figures over the paper row's layers (conv2+conv3)
     group_macs: int | None = None
@@ -88,7 +101,7 @@ class Summary:
                 f"{_fmt_count(row.paper_macs):>11} {_fmt_pct(row.macs_diff):>7}"
             )
         lines.append("-" * len(header))
-        lines.append(f"total params      {self.total_params:>14,}   (paper: ~6.8 M without aux heads)")
+        lines.append(f"total params      {self.total_params:>14,}   (paper: ~6.8 M without aux heads, unscaled)")
         lines.append(
             f"main-path MACs    {self.main_macs:>14,}   ({self.main_macs / 1e9:.3f} G at {self.input_size}×{self.input_size}; paper: ~1.5 G)"
         )
@@ -96,18 +109,19 @@ class Summary:
         return "\n".join(lines + [""] + [f"* {note}" for note in PAPER_NOTES])
 
     def records(self) -> list[dict]:
-        """Rows as plain dicts (for a dataframe in the app)."""
+        """Rows as plain dicts (for a dataframe in the app); counts are ints, ``None`` where the
+        paper has no such row."""
         return [
             {
                 "layer": r.name,
                 "kind": r.kind,
                 "output": "×".join(str(s) for s in r.output_shape),
                 "params": r.params,
-                "MACs": r.macs,
-                "paper params": r.paper_params,
+                "multiply-adds": r.macs,
+                "paper params (scaled)": r.paper_params,
                 "Δ params": _fmt_pct(r.params_diff),
-                "paper MACs": r.paper_macs,
-                "Δ MACs": _fmt_pct(r.macs_diff),
+                "paper multiply-adds (scaled)": r.paper_macs,
+                "Δ multiply-adds": _fmt_pct(r.macs_diff),
             }
             for r in self.rows
         ]
@@ -125,24 +139,39 @@ def summarize(model: GoogLeNet, input_size: int | None = None) -> Summary:
     device = next(model.parameters()).device
     x = torch.zeros(1, 3, input_size, input_size, device=device)
     shapes: dict[str, tuple[int, ...]] = {}
+    flops: dict[str, int] = {}
+    counter = FlopCounterMode(display=False)
+    started: dict[str, int] = {}
+
+    def enter(name):
+        return lambda _m, _i: started.__setitem__(name, counter.get_total_flops())
+
+    def leave(name):
+        def hook(_m, _i, out):
+            shapes[name] = tuple(out.shape[1:])
+            flops[name] = counter.get_total_flops() - started[name]  # top-level children never nest
+
+        return hook
+
+    # Hooks on this model's own children: the counter's total counts this thread's operations
+    # only (dispatch modes are thread-local), where its per-module table does not (see above).
     hooks = [
-        child.register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
+        h
         for name, child in model.named_children()
+        for h in (child.register_forward_pre_hook(enter(name)), child.register_forward_hook(leave(name)))
     ]
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), counter:
             model(x, aux=True)
     finally:
         model.train(was_training)
         for hook in hooks:
             hook.remove()
-    flops = counter.get_flop_counts()
-    prefix = type(model).__name__
 
     def macs(name: str) -> int:
-        return sum(flops.get(f"{prefix}.{name}", {}).values()) // 2
+        return flops.get(name, 0) // 2
 
     def params(module: nn.Module) -> int:
         return sum(p.numel() for p in module.parameters())
@@ -151,8 +180,9 @@ def summarize(model: GoogLeNet, input_size: int | None = None) -> Summary:
     for name, child in model.named_children():
         if child is None or name not in shapes:
             continue
-        paper = PAPER_TABLE.get(name)
         group = PAPER_GROUPS.get(name)
+        scale = paper_scale(model, name, shapes[name])
+        paper = PAPER_TABLE.get(name) if scale is not None else None
         rows.append(
             LayerRow(
                 name=name,
@@ -160,8 +190,8 @@ def summarize(model: GoogLeNet, input_size: int | None = None) -> Summary:
                 output_shape=shapes[name],
                 params=params(child),
                 macs=macs(name),
-                paper_params=paper[0] if paper else None,
-                paper_macs=paper[1] if paper else None,
+                paper_params=round(paper[0] * scale[0]) if paper else None,
+                paper_macs=round(paper[1] * scale[1]) if paper else None,
                 group_params=sum(params(model.get_submodule(g)) for g in group) if group else None,
                 group_macs=sum(macs(g) for g in group) if group else None,
             )
@@ -171,6 +201,32 @@ def summarize(model: GoogLeNet, input_size: int | None = None) -> Summary:
         raise RuntimeError("summary rows do not account for every parameter")
     aux_macs = sum(r.macs for r in rows if r.name.startswith("aux"))
     return Summary(tuple(rows), input_size, total_params, sum(r.macs for r in rows) - aux_macs, aux_macs)
+
+
+def paper_scale(model: GoogLeNet, name: str, output_shape: tuple[int, ...]) -> tuple[float, float] | None:
+    """Factors (parameters, multiply-adds) that carry the paper's row ``name`` to ``model``.
+
+    Channel counts scale with the width on both sides of a convolution, so parameters go with
+    width² (conv1 reads 3 colour channels: width; fc maps 1024·width features to the model's
+    classes: width × classes / 1000). Multiply-adds are parameters × output positions, so they
+    also go with the live output area over the paper's (e.g. (32/28)² for inception3a of a CIFAR
+    network). All factors are 1 for the paper's own network. ``None`` where the layouts differ
+    (a CIFAR stem's 3×3/1 conv1 against the paper's 7×7/2) or the paper has no such row.
+    """
+    if name not in PAPER_TABLE:
+        return None
+    config = model.config
+    width = config.width
+    if name == "conv1":
+        if config.stem != "imagenet":
+            return None
+        channels = width
+    elif name == "fc":
+        channels = width * config.num_classes / 1000
+    else:
+        channels = width * width
+    side = output_shape[-1] if len(output_shape) == 3 else 1
+    return channels, channels * (side / PAPER_SIDES[name]) ** 2
 
 
 def _describe(module: nn.Module) -> str:
@@ -203,4 +259,6 @@ def _fmt_count(value: int | None) -> str:
 
 
 def _fmt_pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:+.0%}"
+    if value is None:
+        return "—"
+    return "0%" if abs(value) < 0.005 else f"{value:+.0%}"  # never "-0%"

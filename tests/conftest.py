@@ -63,3 +63,84 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             m.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
             m.bias.data.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
     return model
+
+
+# -- browser tests (tests/e2e): one app process and one Chromium per module --------------------
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_app(log_dir: Path, runs: Path, data: Path, timeout: float = 180.0):
+    """Start ``python app.py`` as a newcomer would (offline, CPU, the given runs and data folders);
+    yields its URL and stops it afterwards. A generator for module-scoped fixtures."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    env = {**os.environ, "GOOGLENET_RUNS": str(runs), "GOOGLENET_DATA": str(data), "GOOGLENET_OFFLINE": "1", "GOOGLENET_DEVICE": "cpu"}
+    log = open(log_dir / "app.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"the app exited: {(log_dir / 'app.log').read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url + "gradio_api/info", timeout=2).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                proc.kill()
+                pytest.fail("the app did not answer within 180 s")
+            time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def require_chromium() -> str:
+    """Debian's chromium (Playwright's own download is not used), or skip saying why."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian chromium is not installed (apt install chromium); .ci/run installs it")
+    return chromium
+
+
+def browser_page(url: str, width: int = 1440, height: int = 900):
+    """Debian Chromium through Playwright on ``url``; yields the page (skips without chromium)."""
+    chromium = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(url)
+        page.wait_for_selector("#explore-button", timeout=120_000)
+        try:
+            yield page
+        finally:
+            browser.close()

@@ -65,16 +65,15 @@ def test_classify_returns_all_three_heads(client):
     assert result["model"] == "random init (untrained)" and any("mean nothing" in n for n in result["notes"])
 
 
-def test_explore_returns_the_figures(client):
-    heads, atlas, contributions, channels, summary, target, branch = call(
+def test_explore_returns_the_panels(client):
+    heads, atlas, contributions, channels, summary, target, branch, caution = call(
         client, EXAMPLE, "random", "(top class)", "cam", "Inferno", 0.6, "inception4c.branch2", api_name="/explore"
     )
-    import json
-
-    atlas_figure = json.loads(atlas["plot"])
-    assert sum(t["type"] == "heatmap" for t in atlas_figure["data"]) == 36
-    assert len(json.loads(heads["plot"])["data"]) == 3
+    assert atlas.count('class="gx-cell') == 36 and atlas.count('src="data:image/png;base64,') == 36
+    assert heads.count('class="gx-head"') == 3 and channels.count('class="gx-cell"') == 16
+    assert contributions.count("<td") == 36
     assert "Main head" in summary and "inception4c.branch2" in summary
+    assert target == "(top class)" and branch == "inception4c.branch2" and caution == ""  # a photo on an ImageNet-shaped model
 
 
 def test_every_hostile_image_gets_a_clear_message_or_a_conversion(client, tmp_path):
@@ -133,7 +132,7 @@ def test_a_checkpoint_in_the_runs_folder_is_offered_and_explorable(client):
     small_checkpoint(runs_dir() / "mini" / "last.safetensors")
     values = [v for _, v in app.HUB.choices()]
     assert "runs:mini/last.safetensors" in values
-    heads, atlas, *_ = call(
+    heads, atlas, *_, target, branch, caution = call(
         client,
         "assets/examples/cifar/cat-1.png",
         "runs:mini/last.safetensors",
@@ -144,14 +143,21 @@ def test_a_checkpoint_in_the_runs_folder_is_offered_and_explorable(client):
         "inception5b.branch1",
         api_name="/explore",
     )
-    assert "cat" in heads["plot"]
+    assert "cat" in heads and "gx-signed" in atlas and target == "cat" and branch == "inception5b.branch1"
+    # a photo on a 32×32 CIFAR model gets a one-line caution
+    *_, caution = call(
+        client, EXAMPLE, "runs:mini/last.safetensors", "(top class)", "cam", "Inferno", 0.6, "inception4c.branch2", api_name="/explore"
+    )
+    assert caution.startswith("⚠️") and "shrunk to 32×32" in caution
 
 
 def test_training_errors_are_clear(client, tmp_path):
     from gradio_client.exceptions import AppError
 
-    with pytest.raises(AppError, match="CIFAR-10 folder not found"):
-        call(client, "fast", 1, 64, 0.1, 0.125, "cifar", 0.3, str(tmp_path / "no-data"), api_name="/train_start")
+    # no data is the state of a fresh clone, not an error: the message line says which button fetches it
+    message, _token = call(client, "fast", 1, 64, 0.1, 0.125, "cifar", 0.3, str(tmp_path / "no-data"), api_name="/train_start")
+    assert message.startswith("⚠️ **Not started:** CIFAR-10 folder not found") and "Download CIFAR-10" in message
+    assert "--download" not in message and not app.JOB.running
     with pytest.raises(AppError, match="lr must be a positive number|less than minimum"):
         call(client, "fast", 1, 64, -1.0, 0.125, "cifar", 0.3, str(tmp_path), api_name="/train_start")
 
@@ -179,3 +185,19 @@ def test_classify_keeps_answering_while_training(client, cifar_dir):
     status = client.predict(api_name="/train_status")
     assert status["state"] == "stopped" and not status["running"]
     assert any(v.endswith("last.safetensors") for _, v in app.HUB.choices())
+
+
+def test_the_api_page_names_every_parameter_and_output(client):
+    import httpx
+
+    info = httpx.get(client.src.rstrip("/") + "/gradio_api/info", timeout=30).json()["named_endpoints"]
+    for name, endpoint in info.items():
+        # the visitor's token (gr.BrowserState, which takes no label) is named by its parameter: "token"
+        for parameter in endpoint["parameters"]:
+            assert parameter["component"] == "Browserstate" or not parameter["label"].startswith("parameter_"), (name, parameter["label"])
+        for output in endpoint["returns"]:
+            assert output["component"] == "Browserstate" or not output["label"].startswith("value_"), (name, output["label"])
+    # choices that change at run time (checkpoints, another model's classes) are plain strings
+    explore = {p["parameter_name"]: p["python_type"]["type"] for p in info["/explore"]["parameters"]}
+    assert explore["model"] == "str" and explore["target"] == "str"
+    assert {p["parameter_name"]: p["python_type"]["type"] for p in info["/compare"]["parameters"]}["model_b"] == "str"

@@ -41,4 +41,6 @@ def test_a_100k_step_run_is_thinned_to_2000_points_per_series():
 
 def test_empty_run_draws_a_placeholder():
     figure = training_figure([], [])
-    assert figure.layout.annotations[0].text == "no steps yet"
+    assert figure.layout.annotations[0].text.startswith("No steps yet")
+    # no empty axes running over a meaningless range (issue 13: −1…6)
+    assert figure.layout.xaxis.visible is False and figure.layout.yaxis.visible is False

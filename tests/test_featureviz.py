@@ -176,3 +176,13 @@ def test_index_cache_is_reused_and_invalidated_when_the_checkpoint_changes(check
     save_checkpoint(checkpoint, randomize_bn(GoogLeNet(num_classes=10, stem="cifar", width=0.125), seed=5), META)
     changed, cached = load_or_build_index(load_model(checkpoint), images, labels)
     assert not cached and not torch.equal(changed.top_values["inception4a"], first.top_values["inception4a"])
+
+
+def test_channels_silent_on_the_starting_noise_still_get_a_picture():
+    # inception4c.branch3 channels 1 and 0 of the bundled model are negative before their ReLU on
+    # the starting noise: read after the ReLU, their gradient was zero and the picture flat gray
+    from googlenet.weights import load_model
+
+    bundled = load_model("bundled", device="cpu")
+    result = visualize(bundled, "inception4c.branch3", [1, 0], size=32, steps=16)
+    assert all(float(image.std()) > 5 for image in result.images), [float(image.std()) for image in result.images]

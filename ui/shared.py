@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import gradio as gr
 
 from explain import ImageError
-from explain.hub import EVERYONE, ModelHub, UploadPolicy
+from explain.hub import EVERYONE, ModelHub, UploadPolicy, accuracy_summary
 from googlenet.data import DataError
 from googlenet.jobs import JobBusy, NotOwner, TrainingJob
 from googlenet.train import TrainingError
@@ -34,6 +34,7 @@ __all__ = [
     "settings",
     "visitors",
     "current_visitor",
+    "open_choices",
     "user_errors",
     "image_input",
     "banner",
@@ -109,6 +110,15 @@ def viewer_key() -> str | None:
     if visitor is None:
         return None
     return EVERYONE if visitor.operator else visitor.key
+
+
+def open_choices(dropdown: gr.Dropdown) -> gr.Dropdown:
+    """A dropdown whose choices change while the app runs (models, a model's classes): its API type
+    becomes any string (the handler checks it) instead of the choices known when the page was
+    built, which left checkpoints and other models' classes out of the API page. (An instance
+    attribute, not a subclass: Gradio writes a .pyi file beside every component subclass.)"""
+    dropdown.api_info = lambda: {"type": "string"}
+    return dropdown
 
 
 def user_errors(fn):
@@ -187,15 +197,17 @@ def _digest(path: Path) -> str:
 
 
 def banner(choice: str | None) -> str:
-    """Which weights are live, on which device, how good they are, and their caveats."""
+    """Which weights are live, on which device, how good they are, and their caveats; without
+    ImageNet weights, why not and how to get them (also when another model was picked on purpose)."""
     loaded = HUB.loaded(choice)
-    notes = "".join(f"<br>⚠️ {note}" for note in loaded.notes)
-    acc = (loaded.training.get("accuracy") or {}).get("main") if loaded.training else None
-    acc_text = f" · test accuracy {acc:.1%}" if isinstance(acc, float) and acc <= 1 else ""
+    notes = list(loaded.notes)
+    missing = HUB.imagenet_note() if loaded.source != "imagenet" else None
+    if missing and not any(note.startswith("ImageNet weights unavailable") for note in notes):
+        notes.insert(0, missing)
+    summary = accuracy_summary(loaded.training) if loaded.training else ""
     size = loaded.input_size
-    return (
-        f"**Live weights:** {loaded.name} · {len(loaded.classes)} classes · input {size}×{size} · device `{loaded.device}`{acc_text}{notes}"
-    )
+    head = f"**Live weights:** {loaded.name} · {len(loaded.classes)} classes · input {size}×{size} · device `{loaded.device}`"
+    return head + (f" · {summary}" if summary else "") + "".join(f"<br>⚠️ {note}" for note in notes)
 
 
 def model_choices_update(value: str | None = None):

@@ -10,7 +10,6 @@ may ask for, and a public server offers named datasets instead of a folder path.
 from __future__ import annotations
 
 import hmac
-import os
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,7 +25,7 @@ from googlenet.train import PRESETS, EndEvent, EpochEvent, StepEvent, TrainConfi
 from .shared import HUB, JOB, current_visitor, model_choices_update, outputs, settings, unchanged, user_errors, visitors
 from .zerogpu import on_zero_gpu
 
-DEFAULT_DATA = os.environ.get("GOOGLENET_DATA", "data")
+ENDED = ("finished", "stopped", "diverged", "failed")
 ZERO_GPU_REFUSAL = (
     "Training is not offered on ZeroGPU hardware: a run trains in a background thread, and a background thread "
     "cannot hold a ZeroGPU slot. Train with `python -m googlenet train` on your own GPU, or duplicate this Space "
@@ -67,6 +66,7 @@ class TrainPoll(NamedTuple):
     seen: Any
     model: Any
     probe_picture: Any
+    message: Any
 
 
 def preset_defaults(preset: str) -> PresetForm:
@@ -99,13 +99,24 @@ def train_start(
         input_size=input_size, normalize="cifar" if stem == "cifar" else "imagenet",
     )  # fmt: skip
     owner = Owner(visitor.key, visitor.name, visitor.operator) if rules.training == "owner" else None
-    JOB.start(config, owner=owner, max_seconds=wall * 60 if wall else None)
+    try:
+        JOB.start(config, owner=owner, max_seconds=wall * 60 if wall else None)
+    except DataError as error:  # a fresh clone has no data: say what to press, not a command-line flag
+        return Started(message=not_started(str(folder), error, rules.public), token=visitor.token)
     whose = f" It is yours ({visitor.name}): only you or the operator can stop it." if owner else ""
     limit = f" It stops by itself after {wall:g} min." if wall else ""
     message = (
-        f"Started: {preset} preset, {int(epochs)} epochs, width {width}, on {HUB.device}. The curves update every second.{whose}{limit}"
+        f"Started: {preset} preset, {int(epochs)} epochs, width {width}, on {HUB.device}. The curves update every second; "
+        f"the speed and the time left are measured from the first steps.{whose}{limit}"
     )
     return Started(message=message, token=visitor.token)
+
+
+def not_started(folder: str, error: DataError, public: bool = False) -> str:
+    """Why Start did nothing, for a page: the folder, what is missing and which button fetches it."""
+    reason = str(error).split(" (expected")[0].split("; use --download")[0]
+    where = "pick another dataset" if public else "enter the folder that holds `cifar-10-batches-py/` (the official python version)"
+    return f"⚠️ **Not started:** {reason}. Press **Download CIFAR-10 (170 MB)** to fetch it into `{folder}`, or {where}."
 
 
 @user_errors
@@ -218,7 +229,8 @@ def train_poll(smoothing, log_y, seen, model) -> TrainPoll:
         return unchanged(TrainPoll)
     steps = [e.__dict__ for e in status.events if isinstance(e, StepEvent)]
     epochs = [e.__dict__ for e in status.events if isinstance(e, EpochEvent)]
-    ended = not status.running and status.state in ("finished", "stopped", "diverged", "failed")
+    ended = not status.running and status.state in ENDED
+    just_ended = ended and (seen is None or seen[1] != status.state)
     picture = JOB.probe_image(epochs[-1]["probe"].get("index", 0)) if epochs and epochs[-1].get("probe") else None
     return TrainPoll(
         curves=training_figure(steps, epochs, float(smoothing), bool(log_y)),
@@ -226,8 +238,11 @@ def train_poll(smoothing, log_y, seen, model) -> TrainPoll:
         train_log=log_text(status.events),
         probe=probe_text(epochs),
         seen=key,
-        model=model_choices_update(model) if ended and (seen is None or seen[1] != status.state) else gr.skip(),
+        model=model_choices_update(model) if just_ended else gr.skip(),
         probe_picture=picture if picture is not None else gr.skip(),
+        # "Stopping after the current step…" (or "Started…") must not outlive the run: the status
+        # line now says how it ended
+        message="" if just_ended and seen is not None else gr.skip(),
     )
 
 
@@ -283,7 +298,8 @@ def intro_text() -> str:
     rules = settings()
     text = (
         "Train GoogLeNet on CIFAR-10 in the background; the rest of the app keeps working. One run at a time for the whole "
-        "server. On a CPU use width 0.25 (about 150–200 images/s on 2 cores); full width is for GPUs."
+        "server. On a CPU use width 0.25; full width is for GPUs. The status line shows the speed and the time left, "
+        "measured on this machine from the first steps."
     )
     if rules.training == "owner":
         text += " A run belongs to the visitor who started it: only they (or the operator) can stop it; everyone sees its curves."
@@ -306,22 +322,23 @@ def identify(token, request: gr.Request = None) -> Identity:
     return Identity(token=visitor.token, whoami=note)
 
 
-def build(model: gr.Dropdown, token: gr.BrowserState) -> gr.Markdown:
+def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.Component]:
     """The Train tab's components and events (call inside ``gr.Tab``); ``token`` is the visitor's
     signed identity kept in the browser (see ``ui/visitors.py``). Returns the "who am I" line that
-    :func:`identify` fills on page load."""
+    :func:`identify` fills on page load, and the data field (the Microscope looks there too)."""
     rules = settings()
     gr.Markdown(intro_text())
     whoami = gr.Markdown(elem_id="train-whoami")
     with gr.Row():
         form = preset_defaults("fast")
-        preset = gr.Dropdown(sorted(PRESETS), value="fast", label="Preset")
-        epochs = gr.Number(10, label="Epochs", precision=0, minimum=1, maximum=1000)
-        batch = gr.Number(form.batch, label="Batch size", precision=0, minimum=1, maximum=4096)
-        lr = gr.Number(form.lr, label="Learning rate (peak)", minimum=1e-6)
+        # narrow number boxes leave the Stem radio room for both of its options on one line
+        preset = gr.Dropdown(sorted(PRESETS), value="fast", label="Preset", min_width=120)
+        epochs = gr.Number(10, label="Epochs", precision=0, minimum=1, maximum=1000, min_width=100)
+        batch = gr.Number(form.batch, label="Batch size", precision=0, minimum=1, maximum=4096, min_width=100)
+        lr = gr.Number(form.lr, label="Learning rate (peak)", minimum=1e-6, min_width=120)
         width = gr.Slider(0.125, 1.0, value=form.width, step=0.125, label="Width")
-        stem = gr.Radio(["cifar", "imagenet"], value="cifar", label="Stem")
-        aux_weight = gr.Number(0.3, label="Aux loss weight", minimum=0)
+        stem = gr.Radio(["cifar", "imagenet"], value="cifar", label="Stem", min_width=260, elem_id="train-stem")
+        aux_weight = gr.Number(0.3, label="Aux loss weight", minimum=0, min_width=100)
     with gr.Row():
         if rules.public:  # never a free path on a shared server: the operator's named datasets
             names = sorted(rules.datasets())
@@ -336,16 +353,16 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> gr.Markdown:
         download = gr.Button("Download CIFAR-10 (170 MB)", scale=1, visible=rules.downloads or not rules.public)
         start = gr.Button("Start", variant="primary", scale=1, elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", scale=1, elem_id="train-stop")
-    message = gr.Markdown()
-    status = gr.Markdown(elem_id="train-status")
-    owner_note = gr.Markdown(elem_id="train-owner")
+    message = gr.Markdown(label="Message", elem_id="train-message")
+    status = gr.Markdown(label="Status", elem_id="train-status")
+    owner_note = gr.Markdown(label="Whose run", elem_id="train-owner")
     with gr.Row():
         smoothing = gr.Slider(0, 0.99, value=0.6, step=0.01, label="Smoothing (EMA)")
         log_y = gr.Checkbox(False, label="Log-scale loss")
     curves = gr.Plot(show_label=False, label="Loss and test accuracy per head", elem_id="train-curves")
     with gr.Row():
         probe_picture = gr.Image(show_label=False, height=128, width=128, interactive=False, scale=0, min_width=140, buttons=[])
-        probe = gr.Markdown()
+        probe = gr.Markdown(label="Probe image per epoch")
         train_log = gr.Textbox(label="Log", lines=8, max_lines=12, autoscroll=True)
     if rules.admin_token:
         with gr.Accordion("Operator", open=False):
@@ -364,17 +381,26 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> gr.Markdown:
         outputs(Started, dict(message=message, token=token)),
         api_name="train_start",
     )
-    stop.click(train_stop, token, message, api_name="train_stop")
+    stop.click(train_stop, token, message, api_name="train_stop", queue=False)  # never waits behind other events
     downloaded = download.click(train_download, [data, token], message, api_name="download_cifar10")
     if rules.public:
         downloaded.then(dataset_choices, None, data, api_visibility="private")
-    status_json = gr.JSON(visible=False)
+    status_json = gr.JSON(visible=False, label="status")
     gr.Button(visible=False).click(train_status, token, status_json, api_name="train_status", queue=False)
     poll_outputs = outputs(
         TrainPoll,
-        dict(curves=curves, status=status, train_log=train_log, probe=probe, seen=seen, model=model, probe_picture=probe_picture),
+        dict(
+            curves=curves,
+            status=status,
+            train_log=train_log,
+            probe=probe,
+            seen=seen,
+            model=model,
+            probe_picture=probe_picture,
+            message=message,
+        ),
     )
     timer.tick(train_poll, [smoothing, log_y, seen, model], poll_outputs, api_visibility="private", show_progress="hidden", queue=False)
     owner_outputs = outputs(OwnerView, dict(owner_note=owner_note, start=start, stop=stop, owner_seen=owner_seen))
     timer.tick(ownership_view, [token, owner_seen], owner_outputs, api_visibility="private", show_progress="hidden", queue=False)
-    return whoami
+    return whoami, data
