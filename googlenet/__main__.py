@@ -32,10 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("train", help="train on CIFAR-10 (default preset: fast)")
     _add_train_arguments(p)
 
-    p = commands.add_parser("eval", help="test accuracy of a checkpoint; last line accuracy=0.xxxx")
+    p = commands.add_parser("eval", help="accuracy per head and per class, confusion matrices; last line accuracy=0.xxxx")
     p.add_argument("checkpoint")
-    p.add_argument("--data", required=True, help="folder holding cifar-10-batches-py/ (or that folder)")
+    p.add_argument("--data", required=True, help="CIFAR-10/100 folder, image folder or .zip (its test or val split)")
     p.add_argument("--device", default=None)
+    p.add_argument("--json", metavar="OUT", help="write accuracy, per-class results and confusion matrices as JSON")
+    p.add_argument("--val-split", type=float, default=None, help="a folder without val/: the share held out (default: the run's)")
+    p.add_argument("--seed", type=int, default=None, help="a folder without val/: the split's seed (default: the run's)")
+    p.add_argument("--workers", type=int, default=None, help="decoding threads / streaming workers")
+    _add_loading_arguments(p)
 
     p = commands.add_parser(
         "export", help="a compact copy of a checkpoint (fp16 by default) with its accuracy re-measured, or a torchvision state dict"
@@ -159,10 +164,31 @@ def _print_heads(result) -> None:
             print(f"accuracy_{head}={acc:.4f}")
 
 
+def _add_loading_arguments(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--in-memory", dest="loading", action="store_const", const="memory", help="decode the pictures once, keep them on the device"
+    )
+    group.add_argument(
+        "--stream", dest="loading", action="store_const", const="stream", help="decode the pictures in DataLoader workers every epoch"
+    )
+    p.set_defaults(loading=None)
+
+
 def _eval(args) -> int:
+    import json
+    from pathlib import Path
+
     from .evaluate import evaluate_checkpoint
 
-    result = evaluate_checkpoint(args.checkpoint, args.data, device=args.device)
+    result = evaluate_checkpoint(
+        args.checkpoint, args.data, device=args.device, loading=args.loading or "auto",
+        val_split=args.val_split, seed=args.seed, workers=args.workers,
+    )  # fmt: skip
+    print(result.report())
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
+        print(f"json: {args.json}")
     _print_heads(result)
     print(f"images={result.images}")
     print(f"accuracy={result.accuracy['main']:.4f}")
