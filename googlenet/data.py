@@ -171,7 +171,10 @@ class Augment:
 
     preprocess: the recipe that turns the augmented uint8 pixels into the model input (resize to
         its input size, e.g. 32 → 224 bilinear as the guide's ``Resize(224)``; normalise).
-    crop_padding: random crop of 32 after padding each side (0: no crop).
+    crop_padding: pixels added on each side before the random crop (0: none). The crop is the
+        input size, or the pictures' own side when they are smaller (CIFAR's 32 for a 224 input,
+        resized after the crop); pictures stored larger than the input (a folder decoded at 256
+        for 224) are cropped at random even without padding.
     pad_mode: "reflect" (fast preset) or "constant" (zeros, torchvision's RandomCrop default).
     flip: random horizontal flip with p=0.5.
     cutout: side of a square set to the mean colour at a random place in each image (DeVries &
@@ -214,6 +217,8 @@ class DeviceBatches:
         self.labels = labels.to(device)
         pad = augment.crop_padding if train else 0
         images = images.to(device)
+        self.crop = min(augment.preprocess.input_size, int(images.shape[-1]))
+        self.crop_range = images.shape[-1] + 2 * pad - self.crop + 1  # positions per axis
         # Pad once for the whole set; a crop is then just an index.
         self.images = F.pad(images, (pad,) * 4, mode=augment.pad_mode) if pad else images
         n = len(labels)
@@ -243,19 +248,20 @@ class DeviceBatches:
     def _prepare(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
         aug = self.augment
         n = images.shape[0]
-        if generator is not None and self.train and aug.crop_padding:
-            limit = 2 * aug.crop_padding + 1
-            dy = torch.randint(0, limit, (n,), device=self.device, generator=generator)
-            dx = torch.randint(0, limit, (n,), device=self.device, generator=generator)
-            ar = torch.arange(32, device=self.device)
-            rows = (dy[:, None] + ar)[:, None, :, None]  # n×1×32×1
-            cols = (dx[:, None] + ar)[:, None, None, :]  # n×1×1×32
+        if generator is not None and self.train and self.crop_range > 1:
+            dy = torch.randint(0, self.crop_range, (n,), device=self.device, generator=generator)
+            dx = torch.randint(0, self.crop_range, (n,), device=self.device, generator=generator)
+            ar = torch.arange(self.crop, device=self.device)
+            rows = (dy[:, None] + ar)[:, None, :, None]  # n×1×crop×1
+            cols = (dx[:, None] + ar)[:, None, None, :]  # n×1×1×crop
             chans = torch.arange(3, device=self.device)[None, :, None, None]
             images = images[torch.arange(n, device=self.device)[:, None, None, None], chans, rows, cols]
         if generator is not None and self.train and aug.flip:
             flip = torch.rand(n, device=self.device, generator=generator) < 0.5
             images = torch.where(flip[:, None, None, None], images.flip(3), images)
-        x = aug.preprocess(images)
+        # a crop at the input size is the input already: resizing it again to the recipe's
+        # resize_size (256 for 224) and centre-cropping would throw away its margin a second time
+        x = aug.preprocess.to_input(images) if images.shape[-1] == aug.preprocess.input_size else aug.preprocess(images)
         if generator is not None and self.train and aug.cutout:
             x = self._cutout(x, aug.cutout, generator)
         x = x.to(self.dtype)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import write_png_folder
 
-from googlenet.data import Augment, DeviceBatches
+from googlenet.data import Augment, DeviceBatches, _mix
 from googlenet.datasets import Split, StreamBatches, load_in_memory, open_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,3 +133,22 @@ def test_ddp_ranks_read_disjoint_shards(folder, tmp_path):
         assert sorted(read[r]) == sorted(ranks[r]["expected"]) and len(read[r]) == 80  # 160 files, 2 ranks, 10 batches of 8
     assert not set(read[0]) & set(read[1])  # each rank read its own shard, no file twice
     assert len(set(read[0]) | set(read[1])) == 160
+
+
+def test_device_batches_crop_pictures_stored_larger_than_the_input(memory):
+    from torchvision.transforms.v2 import functional as TF
+
+    from googlenet.preprocess import IMAGENET
+
+    images = TF.resize(memory.train.images[:16], [40], antialias=True)  # a folder decoded with room around the crop
+    recipe = IMAGENET.with_size(32, 36)
+    batches = DeviceBatches(images, memory.train.labels[:16], 16, Augment(recipe, crop_padding=0, flip=False), CPU, seed=1)
+    x, y = next(batches.epoch(0))
+    assert x.shape == (16, 3, 32, 32) and batches.crop_range == 9
+    order = torch.randperm(16, generator=torch.Generator().manual_seed(_mix(1, 0)))
+    for i in range(4):  # each input is some 32×32 window of its own picture, normalised
+        source = images[order[i]]
+        windows = [recipe.to_input(source[:, r : r + 32, c : c + 32]) for r in range(9) for c in range(9)]
+        assert any(torch.equal(x[i], w) for w in windows)
+    (xe, _), = DeviceBatches(images, memory.train.labels[:16], 16, Augment(recipe), CPU, train=False).epoch(0)  # fmt: skip
+    assert torch.equal(xe, recipe(images))  # evaluation: resize to 36, centre crop 32
