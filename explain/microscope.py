@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from googlenet.data import DataError, read_cifar10
-from googlenet.weights import CIFAR10_CLASSES, Loaded
+from googlenet.datasets import run_reference_pictures
+from googlenet.weights import CIFAR10_CLASSES, Loaded, runs_dir
 
 from .attributions import private_copy
 from .examples import ExampleIndex, crops, load_or_build_index
@@ -104,6 +105,9 @@ class Microscope:
 
 def reference_set(loaded: Loaded, data_dir: Path) -> tuple[Tensor, Tensor | None, str]:
     """(images N×3×S×S uint8, labels or None, description) for indexing dataset examples."""
+    own = run_reference_pictures(loaded.training, loaded.classes, loaded.preprocess, allowed_roots=(data_dir, runs_dir()))
+    if own is not None:  # the test split of the data the run was trained on
+        return own.images, own.labels, own.description
     if tuple(loaded.classes) == CIFAR10_CLASSES:
         try:
             cifar = read_cifar10(data_dir)

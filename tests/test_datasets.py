@@ -287,3 +287,19 @@ def test_loading_choice_follows_the_budget(png_folder):
     assert plan_loading(dataset, 256, cpu, "stream").mode == "stream"
     with pytest.raises(ValueError, match="loading must be one of"):
         plan_loading(dataset, 256, cpu, "disk")
+
+
+def test_a_runs_own_test_pictures_for_the_microscope(png_folder, cifar, tmp_path):
+    from googlenet.datasets import run_reference_pictures
+
+    training = {"data": str(png_folder), "config": {"val_split": 0.2, "seed": 0}}
+    recipe = IMAGENET.with_size(32)
+    own = run_reference_pictures(training, cifar.classes, recipe, allowed_roots=[png_folder.parent])
+    assert own.images.shape == (100, 3, 32, 32) and own.images.dtype == torch.uint8 and own.classes == cifar.classes
+    assert "val split of image folder" in own.description
+    index = torch.tensor(sorted(int(f.stem) for f in (png_folder / "val").rglob("*.png")))
+    assert sorted(own.labels.tolist()) == sorted(cifar.test_labels[index].tolist())
+    # a checkpoint's metadata is not trusted to point anywhere: only under the allowed roots
+    assert run_reference_pictures(training, cifar.classes, recipe, allowed_roots=[tmp_path]) is None
+    assert run_reference_pictures({"data": str(tmp_path / "gone")}, cifar.classes, recipe, allowed_roots=[tmp_path]) is None
+    assert run_reference_pictures(training, ("a", "b"), recipe, allowed_roots=[png_folder.parent]) is None  # other classes

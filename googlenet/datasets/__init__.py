@@ -15,6 +15,7 @@ from .base import DataError, Dataset, Split
 from .cifar import CIFAR100_DIR, cifar10, cifar100, download_cifar100, find_cifar100_dir, from_cifar10, is_cifar10
 from .folder import image_folder, is_image_folder, stratified_split
 from .loading import LOADING, LoadingPlan, StreamBatches, fit_square, load_in_memory, memory_budget, plan_loading, read_split
+from .reference import ReferencePictures, reference_pictures, run_reference_pictures
 
 __all__ = [
     "Dataset",
@@ -44,6 +45,9 @@ __all__ = [
     "fit_square",
     "StreamBatches",
     "CIFAR100_DIR",
+    "ReferencePictures",
+    "reference_pictures",
+    "run_reference_pictures",
 ]
 
 FORMATS = (
