@@ -96,7 +96,9 @@ def read_picture(path: str | os.PathLike, size_hint: int | None = None) -> Tenso
         return to_pixels(_load(header, path.name), size_hint)
     if _plain(header) and (decode := _torchvision_decoder()) is not None:
         try:
-            return decode(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+            pixels = decode(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+            if pixels.dtype == torch.uint8:  # a 16-bit PNG comes back as uint16: PIL's 8 bits instead
+                return pixels
         except RuntimeError:
             pass  # let PIL say what is wrong with it
     return to_pixels(_decode(data, path.name), size_hint)

@@ -104,6 +104,24 @@ def test_dataset_files_decode_exactly_as_uploads_do(tmp_path, mode, fmt):
     assert torch.equal(read_picture(path), to_pixels(load_image(path)))
 
 
+def test_a_16_bit_rgb_png_decodes_to_8_bits_as_uploads_do(tmp_path):
+    import struct
+    import zlib
+
+    height, width = 12, 10
+    pixels = np.random.default_rng(2).integers(0, 65535, (height, width, 3)).astype(">u2")
+    raw = b"".join(b"\x00" + pixels[i].tobytes() for i in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # 16 bits per channel, RGB
+    path = tmp_path / "deep.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    decoded = read_picture(path)  # torchvision.io returns uint16 here: PIL's 8 bits are used instead
+    assert decoded.dtype == torch.uint8 and torch.equal(decoded, to_pixels(load_image(path)))
+
+
 def test_exif_rotated_photo_is_upright_in_a_dataset(tmp_path):
     picture = Image.fromarray(np.random.default_rng(1).integers(0, 255, (30, 50, 3), dtype=np.uint8))
     exif = Image.Exif()
