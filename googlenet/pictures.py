@@ -81,7 +81,7 @@ def read_picture(path: str | os.PathLike, size_hint: int | None = None) -> Tenso
 
     The header is read by PIL first (size limits, bombs, mode, EXIF orientation). Plain RGB or
     grey PNG and JPEG files, nearly all of a photo folder, are then decoded by ``torchvision.io``
-    (148 µs against 345 µs for PIL on a 32×32 PNG, measured on a 2-core CPU); a JPEG at least
+    (148 µs against 345 µs for PIL on a 32×32 PNG, measured on a shared 2-core CPU); a JPEG at least
     four times larger than ``size_hint`` is decoded by PIL at a reduced DCT scale instead (0.14 s
     against 0.26 s for a 12-megapixel photo), and every other case (alpha, palettes, 16 bits,
     rotated by EXIF, other formats) takes :func:`load_image`'s path, so the pixels are the same

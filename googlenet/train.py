@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import CIFAR10, Augment, DeviceBatches
-from .datasets import Dataset, LoadingPlan, StreamBatches, as_dataset, load_in_memory, open_dataset, plan_loading
+from .datasets import LOADING, Dataset, LoadingPlan, StreamBatches, as_dataset, load_in_memory, open_dataset, plan_loading
 from .device import amp_dtype, pick_device
 from .finetune import InitWeights, freeze, initialise, keep_frozen_in_eval, read_init
 from .model import GoogLeNet, GoogLeNetOutputs
@@ -73,7 +73,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 SCHEDULES = ("onecycle", "step", "constant")
 NORMALIZE = ("dataset", "cifar", "imagenet", "init")  # init: the statistics the initial weights were trained with
-LOADING = ("auto", "memory", "stream")
 # What --init sets where nothing was given, before the preset: the architecture of the weights, their
 # input recipe, and a tenth of the from-scratch peak learning rate (pretrained features need small
 # steps; a common fine-tuning choice, not measured here: the ImageNet weights were not reachable).

@@ -66,9 +66,8 @@ class LoadingPlan:
 def memory_budget(device: torch.device, gib: float | None = None) -> tuple[int, str]:
     """Bytes a dataset may take on ``device``, and where that figure comes from.
 
-    A quarter of the GPU's memory (the model, activations and optimizer need the rest: a
-    full-width GoogLeNet at batch 256 and 224 px takes about 15 GB in bf16), or a quarter of
-    the memory the system has available on a CPU.
+    A quarter of the GPU's memory (the model, its activations and the optimizer need the rest),
+    or a quarter of the memory the system has available on a CPU.
     """
     if gib is not None:
         if not gib > 0:
