@@ -3,9 +3,11 @@ how a visitor gets some when none are on disk.
 
 Feature visualization needs no data. Dataset examples do, and they are looked for, in order:
 
-1. the configured data root (``python app.py --data DIR`` or ``GOOGLENET_DATA``);
-2. the dataset the model was trained on, when its folder is still there (checkpoint metadata
-   ``training["data"]``);
+1. the test (or validation) split of the data the model was trained on, when its checkpoint's
+   ``training["data"]`` names a folder that is still there and lies under the data root or the
+   runs folder (:func:`googlenet.datasets.run_reference_pictures`: an uploaded checkpoint's
+   metadata never points the server at another folder);
+2. the configured data root (``python app.py --data DIR`` or ``GOOGLENET_DATA``);
 3. the Train tab's data folder;
 4. :func:`reference_root`, where "Get reference images" downloads to.
 
@@ -27,6 +29,7 @@ import torch
 from torch import Tensor
 
 from googlenet.data import DataError, download_cifar10, read_cifar10
+from googlenet.datasets import run_reference_pictures
 from googlenet.weights import CIFAR10_CLASSES, Loaded, runs_dir
 
 from .images import ImageError, load_image, prepare
@@ -84,9 +87,6 @@ def reference_kind(loaded: Loaded) -> str:
 def candidate_roots(loaded: Loaded, train_folder: str | Path | None = None) -> list[Path]:
     """The folders to look in, in order (see the module docstring); duplicates removed."""
     roots = [data_root()]
-    trained_on = (loaded.training or {}).get("data")
-    if isinstance(trained_on, str) and trained_on:
-        roots.append(Path(trained_on))
     if train_folder:
         roots.append(Path(str(train_folder)).expanduser())
     roots.append(reference_root())
@@ -98,6 +98,9 @@ def candidate_roots(loaded: Loaded, train_folder: str | Path | None = None) -> l
 
 def find_reference(loaded: Loaded, roots: Sequence[Path]) -> ReferenceSet:
     """The first reference set for ``loaded`` found under ``roots``; raises :class:`ReferenceMissing`."""
+    own = run_reference_pictures(loaded.training or {}, loaded.classes, loaded.preprocess, allowed_roots=(data_root(), runs_dir(), *roots))
+    if own is not None:
+        return ReferenceSet(own.images, own.labels, own.description, None)
     kind = reference_kind(loaded)
     for root in roots:
         if kind == "cifar10":

@@ -15,7 +15,7 @@ from .data import DataError, download_cifar10
 from .model import GoogLeNet
 from .summary import summarize
 from .train import PRESETS, EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, Trainer, TrainingError
-from .weights import CheckpointError
+from .weights import CheckpointError, WeightsUnavailable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,13 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--input-size", type=int, default=None)
 
-    p = commands.add_parser("train", help="train on CIFAR-10 (default preset: fast)")
+    p = commands.add_parser("train", help="train on CIFAR-10/100, an image folder or a zip (default preset: fast)")
     _add_train_arguments(p)
 
-    p = commands.add_parser("eval", help="test accuracy of a checkpoint; last line accuracy=0.xxxx")
+    p = commands.add_parser("eval", help="accuracy per head and per class, confusion matrices; last line accuracy=0.xxxx")
     p.add_argument("checkpoint")
-    p.add_argument("--data", required=True, help="folder holding cifar-10-batches-py/ (or that folder)")
+    p.add_argument("--data", required=True, help="CIFAR-10/100 folder, image folder or .zip (its test or val split)")
     p.add_argument("--device", default=None)
+    p.add_argument("--json", metavar="OUT", help="write accuracy, per-class results and confusion matrices as JSON")
+    p.add_argument("--val-split", type=float, default=None, help="a folder without val/: the share held out (default: the run's)")
+    p.add_argument("--seed", type=int, default=None, help="a folder without val/: the split's seed (default: the run's)")
+    p.add_argument("--workers", type=int, default=None, help="decoding threads / streaming workers")
+    _add_loading_arguments(p)
 
     p = commands.add_parser(
         "export", help="a compact copy of a checkpoint (fp16 by default) with its accuracy re-measured, or a torchvision state dict"
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import run as run_bench
 
         return run_bench(args)
-    except (DataError, CheckpointError, TrainingError, ValueError, FileNotFoundError) as error:
+    except (DataError, CheckpointError, TrainingError, WeightsUnavailable, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
@@ -89,8 +94,20 @@ def _summary(args) -> int:
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="data", help="folder holding cifar-10-batches-py/ (default: ./data)")
-    p.add_argument("--download", action="store_true", help="download the full CIFAR-10 into --data first (MD5-checked)")
+    p.add_argument(
+        "--data", default="data",
+        help="CIFAR-10 or CIFAR-100 python folder, an image folder (one subfolder per class, optionally under train/ and val/) or a .zip of one (default: ./data)",
+    )  # fmt: skip
+    p.add_argument(
+        "--download", nargs="?", const="cifar10", choices=("cifar10", "cifar100"),
+        help="download the full CIFAR-10 (or CIFAR-100) into --data first (MD5-checked)",
+    )  # fmt: skip
+    p.add_argument("--init", help="start from 'imagenet' (torchvision's weights, new heads) or a checkpoint")
+    p.add_argument("--freeze-until", help="with --init: train only what follows this module (e.g. inception4e)")
+    p.add_argument("--val-split", type=float, default=None, help="image folders without val/: share held out per class (0.2)")
+    p.add_argument("--memory-budget", type=float, default=None, help="GiB the decoded pictures may take on the device (default: a quarter)")
+    p.add_argument("--workers", type=int, default=None, help="decoding threads / streaming DataLoader workers")
+    _add_loading_arguments(p)
     p.add_argument("--preset", choices=sorted(PRESETS), default="fast")
     p.add_argument("--out", default=None, help="run folder, or a NAME under the runs folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -109,7 +126,11 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args) -> int:
-    if args.download:
+    if args.download == "cifar100":
+        from .datasets import download_cifar100
+
+        print(f"CIFAR-100 ready in {download_cifar100(args.data)}")
+    elif args.download:
         print(f"CIFAR-10 ready in {download_cifar10(args.data)}")
     known = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in known and v is not None}
@@ -123,6 +144,8 @@ def _train(args) -> int:
         nonlocal bar
         if isinstance(event, StartEvent):
             width = event.config["width"]
+            for line in event.data.splitlines():
+                print(f"data: {line}")
             print(f"run {event.out} on {event.device}: {event.params:,} parameters (width {width}), "
                   f"{event.total_steps} steps of {event.config['batch_size']}")  # fmt: skip
             # In a log file (not a terminal) redraw every 30 s instead of ten times a second.
@@ -159,10 +182,31 @@ def _print_heads(result) -> None:
             print(f"accuracy_{head}={acc:.4f}")
 
 
+def _add_loading_arguments(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--in-memory", dest="loading", action="store_const", const="memory", help="decode the pictures once, keep them on the device"
+    )
+    group.add_argument(
+        "--stream", dest="loading", action="store_const", const="stream", help="decode the pictures in DataLoader workers every epoch"
+    )
+    p.set_defaults(loading=None)
+
+
 def _eval(args) -> int:
+    import json
+    from pathlib import Path
+
     from .evaluate import evaluate_checkpoint
 
-    result = evaluate_checkpoint(args.checkpoint, args.data, device=args.device)
+    result = evaluate_checkpoint(
+        args.checkpoint, args.data, device=args.device, loading=args.loading or "auto",
+        val_split=args.val_split, seed=args.seed, workers=args.workers,
+    )  # fmt: skip
+    print(result.report())
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
+        print(f"json: {args.json}")
     _print_heads(result)
     print(f"images={result.images}")
     print(f"accuracy={result.accuracy['main']:.4f}")

@@ -90,22 +90,27 @@ def read_cifar10(path: str | Path) -> CIFAR10:
 def download_cifar10(root: str | Path) -> Path:
     """Download and unpack the full CIFAR-10 into ``root`` with torchvision's MD5-checked utilities."""
     from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
-    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+
+    return _download(TorchvisionCIFAR10, root, "CIFAR-10")
+
+
+def _download(dataset, root: str | Path, name: str) -> Path:
+    """Fetch torchvision's archive of ``dataset`` (CIFAR10 or CIFAR100) into ``root`` unless every
+    file already passes its MD5 check; check every file after the download."""
+    from torchvision.datasets import utils
 
     root = Path(root).expanduser()
-    folder = root / TorchvisionCIFAR10.base_folder
-    expected = TorchvisionCIFAR10.train_list + TorchvisionCIFAR10.test_list
-    if all(check_integrity(str(folder / name), md5) for name, md5 in expected):
+    folder = root / dataset.base_folder
+    expected = dataset.train_list + dataset.test_list
+    if all(utils.check_integrity(str(folder / name), md5) for name, md5 in expected):
         return folder
     try:
-        download_and_extract_archive(
-            TorchvisionCIFAR10.url, str(root), filename=TorchvisionCIFAR10.filename, md5=TorchvisionCIFAR10.tgz_md5
-        )
+        utils.download_and_extract_archive(dataset.url, str(root), filename=dataset.filename, md5=dataset.tgz_md5)
     except OSError as error:  # URLError is an OSError
-        raise DataError(f"could not download CIFAR-10 from {TorchvisionCIFAR10.url}: {error}") from None
-    bad = [name for name, md5 in expected if not check_integrity(str(folder / name), md5)]
+        raise DataError(f"could not download {name} from {dataset.url}: {error}") from None
+    bad = [file for file, md5 in expected if not utils.check_integrity(str(folder / file), md5)]
     if bad:
-        raise DataError(f"downloaded CIFAR-10 fails its MD5 check: {', '.join(bad)}")
+        raise DataError(f"downloaded {name} fails its MD5 check: {', '.join(bad)}")
     return folder
 
 
@@ -132,30 +137,30 @@ class _BatchUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _unpickle(path: Path) -> dict:
+def _unpickle(path: Path, kind: str = "CIFAR-10") -> dict:
     if not path.is_file():
-        raise DataError(f"missing CIFAR-10 file: {path}")
+        raise DataError(f"missing {kind} file: {path}")
     try:
         with open(path, "rb") as handle:
             data = _BatchUnpickler(handle, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
-        raise DataError(f"corrupt CIFAR-10 file {path}: {error}") from None
+        raise DataError(f"corrupt {kind} file {path}: {error}") from None
     if not isinstance(data, dict):
-        raise DataError(f"corrupt CIFAR-10 file {path}: expected a dict, got {type(data).__name__}")
+        raise DataError(f"corrupt {kind} file {path}: expected a dict, got {type(data).__name__}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
 
 
-def _read_batch(path: Path) -> tuple[Tensor, Tensor]:
-    batch = _unpickle(path)
-    data, labels = batch.get("data"), batch.get("labels")
+def _read_batch(path: Path, kind: str = "CIFAR-10", label_key: str = "labels", num_classes: int = 10) -> tuple[Tensor, Tensor]:
+    batch = _unpickle(path, kind)
+    data, labels = batch.get("data"), batch.get(label_key)
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
         shape = getattr(data, "shape", None)
         raise DataError(f"{path}: 'data' must be a uint8 array of N×3072, got {type(data).__name__} {shape}")
     if labels is None or len(labels) != len(data):
-        raise DataError(f"{path}: {len(data)} images but {0 if labels is None else len(labels)} labels")
+        raise DataError(f"{path}: {len(data)} images but {0 if labels is None else len(labels)} {label_key}")
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise DataError(f"{path}: labels must be in 0…9, found {labels.min().item()}…{labels.max().item()}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"{path}: labels must be in 0…{num_classes - 1}, found {labels.min().item()}…{labels.max().item()}")
     images = torch.from_numpy(data.copy()).view(-1, 3, 32, 32)
     return images, labels
 
@@ -166,7 +171,10 @@ class Augment:
 
     preprocess: the recipe that turns the augmented uint8 pixels into the model input (resize to
         its input size, e.g. 32 → 224 bilinear as the guide's ``Resize(224)``; normalise).
-    crop_padding: random crop of 32 after padding each side (0: no crop).
+    crop_padding: pixels added on each side before the random crop (0: none). The crop is the
+        input size, or the pictures' own side when they are smaller (CIFAR's 32 for a 224 input,
+        resized after the crop); pictures stored larger than the input (a folder decoded at 256
+        for 224) are cropped at random even without padding.
     pad_mode: "reflect" (fast preset) or "constant" (zeros, torchvision's RandomCrop default).
     flip: random horizontal flip with p=0.5.
     cutout: side of a square set to the mean colour at a random place in each image (DeVries &
@@ -209,6 +217,8 @@ class DeviceBatches:
         self.labels = labels.to(device)
         pad = augment.crop_padding if train else 0
         images = images.to(device)
+        self.crop = min(augment.preprocess.input_size, int(images.shape[-1]))
+        self.crop_range = images.shape[-1] + 2 * pad - self.crop + 1  # positions per axis
         # Pad once for the whole set; a crop is then just an index.
         self.images = F.pad(images, (pad,) * 4, mode=augment.pad_mode) if pad else images
         n = len(labels)
@@ -238,19 +248,20 @@ class DeviceBatches:
     def _prepare(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
         aug = self.augment
         n = images.shape[0]
-        if generator is not None and self.train and aug.crop_padding:
-            limit = 2 * aug.crop_padding + 1
-            dy = torch.randint(0, limit, (n,), device=self.device, generator=generator)
-            dx = torch.randint(0, limit, (n,), device=self.device, generator=generator)
-            ar = torch.arange(32, device=self.device)
-            rows = (dy[:, None] + ar)[:, None, :, None]  # n×1×32×1
-            cols = (dx[:, None] + ar)[:, None, None, :]  # n×1×1×32
+        if generator is not None and self.train and self.crop_range > 1:
+            dy = torch.randint(0, self.crop_range, (n,), device=self.device, generator=generator)
+            dx = torch.randint(0, self.crop_range, (n,), device=self.device, generator=generator)
+            ar = torch.arange(self.crop, device=self.device)
+            rows = (dy[:, None] + ar)[:, None, :, None]  # n×1×crop×1
+            cols = (dx[:, None] + ar)[:, None, None, :]  # n×1×1×crop
             chans = torch.arange(3, device=self.device)[None, :, None, None]
             images = images[torch.arange(n, device=self.device)[:, None, None, None], chans, rows, cols]
         if generator is not None and self.train and aug.flip:
             flip = torch.rand(n, device=self.device, generator=generator) < 0.5
             images = torch.where(flip[:, None, None, None], images.flip(3), images)
-        x = aug.preprocess(images)
+        # a crop at the input size is the input already: resizing it again to the recipe's
+        # resize_size (256 for 224) and centre-cropping would throw away its margin a second time
+        x = aug.preprocess.to_input(images) if images.shape[-1] == aug.preprocess.input_size else aug.preprocess(images)
         if generator is not None and self.train and aug.cutout:
             x = self._cutout(x, aug.cutout, generator)
         x = x.to(self.dtype)

@@ -1,9 +1,12 @@
-"""Training GoogLeNet on CIFAR-10: one Trainer for the CLI, the app and the tests.
+"""Training GoogLeNet on CIFAR-10/100 or your own pictures: one Trainer for the CLI, the app and
+the tests.
 
 ``Trainer(config).run(on_event, stop)`` trains, evaluates every epoch, checkpoints every epoch and
 on stop, and reports typed events (also appended to ``runs/NAME/metrics.jsonl``). Multi-GPU runs
 use the same code under ``torchrun`` (DistributedDataParallel). The run's files (settings, events,
-checkpoints, the state to resume) are kept by :class:`googlenet.runs.RunFolder`.
+checkpoints, the state to resume) are kept by :class:`googlenet.runs.RunFolder`. The data is any
+:mod:`googlenet.datasets` format, held on the device or streamed (:func:`plan_loading` decides and
+the start event says which); ``init`` and ``freeze_until`` fine-tune (:mod:`googlenet.finetune`).
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import CIFAR10, Augment, DeviceBatches, read_cifar10
+from .data import CIFAR10, Augment, DeviceBatches
+from .datasets import LOADING, Dataset, LoadingPlan, StreamBatches, as_dataset, load_in_memory, open_dataset, plan_loading
 from .device import amp_dtype, pick_device
+from .finetune import InitWeights, freeze, initialise, keep_frozen_in_eval, read_init
 from .model import GoogLeNet, GoogLeNetOutputs
+from .preprocess import CAFFE_IMAGENET, IMAGENET, Preprocess
 from .preprocess import CIFAR10 as CIFAR10_RECIPE
-from .preprocess import IMAGENET, Preprocess
 from .runs import Position, RunFolder, TrainingError, read_records
-from .weights import CheckpointMeta
+from .weights import CheckpointMeta, read_meta
 
 __all__ = [
     "PRESETS",
@@ -63,10 +68,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=40, batch_size=128, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
         schedule="onecycle", step_size=30, gamma=0.1, warmup=0.25, label_smoothing=0.1,
         width=None, stem="cifar", batch_norm=True, dropout=0.4, input_size=32,
-        pad_mode="reflect", normalize="cifar", precision="auto", channels_last=True, cutout=0,
+        pad_mode="reflect", normalize="dataset", precision="auto", channels_last=True, cutout=0,
     ),
 }  # fmt: skip
 SCHEDULES = ("onecycle", "step", "constant")
+NORMALIZE = ("dataset", "cifar", "imagenet", "init")  # init: the statistics the initial weights were trained with
+# What --init sets where nothing was given, before the preset: the architecture of the weights, their
+# input recipe, and a tenth of the from-scratch peak learning rate (pretrained features need small
+# steps; a common fine-tuning choice, not measured here: the ImageNet weights were not reachable).
+FINETUNE: dict[str, Any] = dict(lr=0.02, normalize="init")
 
 
 def default_width(device: torch.device) -> float:
@@ -122,7 +132,7 @@ class TrainConfig:
     cutout: int | None = None  # side of the Cutout square in pixels (0: none)
     pad_mode: str | None = None
     flip: bool = True
-    normalize: str | None = None  # cifar | imagenet statistics
+    normalize: str | None = None  # dataset | cifar | imagenet | init statistics (see NORMALIZE)
     precision: str | None = None  # auto (bf16 on CUDA and on CPUs with native bf16, else fp32) | fp32 | bf16
     channels_last: bool | None = None
     compile: bool = False
@@ -134,10 +144,20 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest epoch-NNN files kept, besides epoch 1 and last
     resume: bool = False
     probe_index: int = 0  # test image whose per-head predictions are reported every epoch
+    val_split: float = 0.2  # image folders without val/: the share of each class held out
+    loading: str = "auto"  # auto | memory | stream (see googlenet.datasets.plan_loading)
+    memory_budget: float | None = None  # GiB the in-memory set may take; default a quarter of the device's
+    workers: int | None = None  # decoding threads / streaming DataLoader workers
+    init: str | None = None  # "imagenet" or a checkpoint to start from (new heads for other classes)
+    freeze_until: str | None = None  # train only what follows this trunk module (e.g. inception4e)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; expected one of {sorted(PRESETS)}")
+        if self.init is not None:
+            for name, value in _init_defaults(self).items():
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
         for name, value in PRESETS[self.preset].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
@@ -159,7 +179,13 @@ class TrainConfig:
             (self.width is None or 0 < self.width <= 4, f"width must be in (0, 4], got {self.width}"),
             (16 <= self.input_size <= 512, f"input_size must be in [16, 512], got {self.input_size}"),
             (self.pad_mode in ("reflect", "constant"), f"pad_mode must be reflect or constant, got {self.pad_mode!r}"),
-            (self.normalize in ("cifar", "imagenet"), f"normalize must be cifar or imagenet, got {self.normalize!r}"),
+            (self.normalize in NORMALIZE, f"normalize must be one of {NORMALIZE}, got {self.normalize!r}"),
+            (0 < self.val_split < 1, f"val_split must be in (0, 1), got {self.val_split}"),
+            (self.loading in LOADING, f"loading must be one of {LOADING}, got {self.loading!r}"),
+            (self.memory_budget is None or self.memory_budget > 0, f"memory_budget must be positive, got {self.memory_budget}"),
+            (self.workers is None or self.workers >= 0, f"workers must be ≥ 0, got {self.workers}"),
+            (self.normalize != "init" or self.init is not None, "normalize='init' needs init (imagenet or a checkpoint)"),
+            (self.freeze_until is None or self.init is not None, "freeze_until needs init: a frozen random trunk learns nothing"),
             (self.precision in ("auto", "fp32", "bf16"), f"precision must be auto, fp32 or bf16, got {self.precision!r}"),
             (self.max_steps is None or self.max_steps >= 1, f"max_steps must be ≥ 1, got {self.max_steps}"),
             (0 <= self.crop_padding <= 16, f"crop_padding must be in [0, 16], got {self.crop_padding}"),
@@ -172,6 +198,11 @@ class TrainConfig:
             raise ValueError(
                 f"the imagenet stem down-samples 8× before inception3a; use input_size ≥ 64 (got {self.input_size}) or stem='cifar'"
             )
+        if self.init == "imagenet" and (self.stem, self.width, self.batch_norm) != ("imagenet", 1.0, True):
+            raise ValueError(
+                "init='imagenet' is torchvision's network: ImageNet stem, width 1, BatchNorm; "
+                f"got stem={self.stem!r}, width={self.width}, batch_norm={self.batch_norm}"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -180,9 +211,33 @@ class TrainConfig:
 
     @property
     def preprocess(self) -> Preprocess:
-        """The input recipe the run trains with and its checkpoints carry: the chosen statistics at
-        ``input_size`` (pictures are used whole: resize to the input size, no crop)."""
-        return (CIFAR10_RECIPE if self.normalize == "cifar" else IMAGENET).with_size(self.input_size)
+        """The input recipe for CIFAR-10 data: the chosen statistics at ``input_size``, pictures
+        used whole. The trainer uses :meth:`recipe` with its dataset."""
+        return self.recipe()
+
+    def recipe(self, dataset: Dataset | None = None, init: Preprocess | None = None) -> Preprocess:
+        """The input recipe the run trains with and its checkpoints carry: the statistics
+        ``normalize`` names (the dataset's own by default, CIFAR-10's without a dataset; ``init``:
+        those of the initial weights) at ``input_size``, with the dataset's margin (see
+        :meth:`googlenet.datasets.Dataset.recipe_for`)."""
+        if self.normalize == "init" and init is None:
+            raise ValueError("normalize='init' needs the initial weights' recipe")
+        statistics = {"cifar": CIFAR10_RECIPE, "imagenet": IMAGENET, "init": init}.get(self.normalize)
+        if dataset is None:
+            return (statistics or CIFAR10_RECIPE).with_size(self.input_size)
+        return dataset.recipe_for(self.input_size, statistics)
+
+
+def _init_defaults(config: TrainConfig) -> dict[str, Any]:
+    """Architecture and recipe of the initial weights (``config.init``), read from the checkpoint's
+    header (no tensors) when it is a file."""
+    if config.init == "imagenet":
+        return dict(FINETUNE, stem="imagenet", width=1.0, batch_norm=True, input_size=CAFFE_IMAGENET.input_size)
+    model_config, meta = read_meta(config.init)
+    return dict(
+        FINETUNE, stem=model_config.stem, width=model_config.width, batch_norm=model_config.batch_norm,
+        input_size=meta.preprocess.input_size,
+    )  # fmt: skip
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -198,6 +253,8 @@ class StartEvent:
     start_step: int
     params: int
     config: dict[str, Any]
+    data: str = ""  # the dataset, how it is loaded and why, and what was skipped
+    classes: list[str] = field(default_factory=list)
     kind: str = "start"
 
 
@@ -227,6 +284,8 @@ class EpochEvent:
     seconds: float
     checkpoint: str | None
     probe: dict[str, Any] = field(default_factory=dict)  # label and top-3 per head of one test image
+    per_class: list[float | None] | None = None  # main head's accuracy per class (None: no test image of it)
+    confusion: list[list[int]] | None = None  # main head, rows true class, columns predicted (up to 100 classes)
     kind: str = "epoch"
 
 
@@ -269,11 +328,11 @@ class Trainer:
 
     Args:
         config: the run.
-        data: already-read CIFAR-10 (tests and the app pass it to skip re-reading); default reads
-            ``config.data``.
+        data: an already-read :class:`~googlenet.datasets.Dataset` or CIFAR-10 (tests and the app
+            pass it to skip re-reading); default opens ``config.data``.
     """
 
-    def __init__(self, config: TrainConfig, data: CIFAR10 | None = None) -> None:
+    def __init__(self, config: TrainConfig, data: Dataset | CIFAR10 | None = None) -> None:
         self.config = config
         self._data = data
         self.model: GoogLeNet | None = None  # the trained model once run() returns (train mode)
@@ -301,7 +360,7 @@ class Trainer:
 
 
 # What a resumed session may set anew; everything else continues as the run was configured.
-_SESSION_FIELDS = ("data", "out", "resume", "device", "max_steps", "log_every")
+_SESSION_FIELDS = ("data", "out", "resume", "device", "max_steps", "log_every", "loading", "memory_budget", "workers")
 
 
 def _open_run(config: TrainConfig, device: torch.device) -> tuple[TrainConfig, RunFolder]:
@@ -332,7 +391,8 @@ def _resumed_config(given: TrainConfig, saved: TrainConfig, out: Path) -> TrainC
     ]
     if changed:
         raise ValueError(f"--resume continues {out} with its saved settings; these cannot change: {'; '.join(changed)}")
-    overrides = {k: getattr(given, k) for k in ("device", "log_every") if getattr(given, k) is not None}
+    overrides = {k: getattr(given, k) for k in ("device", "log_every", "memory_budget", "workers") if getattr(given, k) is not None}
+    overrides["loading"] = given.loading
     if given.data != TrainConfig.data:  # a data folder given for the resume wins over the saved one
         overrides["data"] = given.data
     return replace(saved, **overrides, max_steps=given.max_steps, resume=True)
@@ -360,8 +420,11 @@ class _Run:
         self.is_main = rank == 0
         self.started = time.perf_counter()
 
-        self.data = data if data is not None else read_cifar10(config.data)
+        self.init: InitWeights | None = read_init(config.init) if config.init and not config.resume else None
+        self.notes: list[str] = []  # what the start event and the checkpoints say about data and weights
+        self.data, self.recipe, self.plan = self._data(data)
         torch.manual_seed(config.seed)  # the model's initial weights
+        self.frozen: tuple[str, ...] = ()
         self.model = self._model()
         self.amp_dtype = amp_dtype(config.precision, device)
         self.train_batches, self.test_batches = self._batches()
@@ -370,7 +433,7 @@ class _Run:
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=config.lr, momentum=config.momentum,
+            [p for p in self.model.parameters() if p.requires_grad], lr=config.lr, momentum=config.momentum,
             nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay,
         )  # fmt: skip
         self.scheduler = self._scheduler()
@@ -388,27 +451,73 @@ class _Run:
 
     # -- setup --
 
+    def _data(self, given: Dataset | CIFAR10 | None) -> tuple[Dataset, Preprocess, LoadingPlan]:
+        """The dataset, the recipe to train it with, and how it is read (decoded into memory here
+        when the plan says so). A resumed run keeps the recipe its checkpoints carry."""
+        c = self.config
+        if given is not None:
+            dataset = as_dataset(given)
+        else:
+            dataset = open_dataset(c.data, input_size=c.input_size, val_split=c.val_split, seed=c.seed)
+        if c.resume:
+            recipe = read_meta(self.folder.last_checkpoint)[1].preprocess
+        else:
+            recipe = c.recipe(dataset, self.init.recipe if self.init else None)
+        plan = plan_loading(dataset, recipe.resize_size, self.device, c.loading, c.memory_budget)
+        if plan.in_memory:
+            dataset = load_in_memory(dataset, plan.size, c.workers)
+        self.notes += [dataset.describe(), plan.reason, *dataset.notes]
+        return dataset, recipe, plan
+
     def _model(self) -> GoogLeNet:
         c = self.config
-        model = GoogLeNet(
-            num_classes=len(self.data.classes), aux_logits=c.aux_logits, batch_norm=c.batch_norm,
-            stem=c.stem, width=c.width, dropout=c.dropout, aux_dropout=c.aux_dropout,
-        ).to(self.device)  # fmt: skip
+        classes = tuple(self.data.classes)
+        if self.init is not None:
+            arch = self.init.model_config(len(classes), c.aux_logits, c.dropout, c.aux_dropout)
+            if (arch.stem, arch.width, arch.batch_norm) != (c.stem, c.width, c.batch_norm):
+                raise ValueError(
+                    f"{self.init.name} is a {arch.stem}-stem network of width {arch.width:g} "
+                    f"{'with' if arch.batch_norm else 'without'} BatchNorm; the run asks for stem={c.stem}, width={c.width:g}, "
+                    f"batch_norm={c.batch_norm}: leave those out to take the checkpoint's"
+                )
+            model = GoogLeNet(**asdict(arch))
+            self.notes += initialise(model, self.init, classes)
+        else:
+            model = GoogLeNet(
+                num_classes=len(classes), aux_logits=c.aux_logits, batch_norm=c.batch_norm,
+                stem=c.stem, width=c.width, dropout=c.dropout, aux_dropout=c.aux_dropout,
+            )  # fmt: skip
+        if c.freeze_until:
+            self.frozen = freeze(model, c.freeze_until)
+            self.notes.append(f"frozen: {self.frozen[0]} … {self.frozen[-1]} ({len(self.frozen)} modules, BatchNorm statistics kept)")
+        model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if c.channels_last else model
 
-    def _batches(self) -> tuple[DeviceBatches, DeviceBatches]:
-        """This process's share of the training set (augmented) and the whole test set (not)."""
+    def _batches(self) -> tuple[DeviceBatches | StreamBatches, DeviceBatches | StreamBatches]:
+        """This process's share of the training set (augmented) and the whole test set (not):
+        uint8 on the device, or streamed from the files."""
         c, world = self.config, self.world
-        augment = Augment(c.preprocess, c.crop_padding, c.pad_mode, c.flip, c.cutout)
         if c.batch_size % world:
             raise ValueError(f"batch_size {c.batch_size} must divide evenly over {world} processes")
+        # no_grad evaluation holds far less per image than a training step, but a 500-image batch
+        # of the width-0.25 CIFAR model still took 880 MB at once on a CPU: twice the training batch
+        eval_batch = min(500 if c.input_size <= 64 else 50, 2 * (c.batch_size // world))
+        if not self.plan.in_memory:
+            if c.cutout:
+                self.notes.append("cutout applies to the in-memory path only; streaming uses random-resized crops and flips")
+            train = StreamBatches(
+                self.data.train, self.recipe, c.batch_size // world, self.device, train=True, seed=c.seed,
+                rank=self.rank, world=world, workers=c.workers, flip=c.flip, channels_last=c.channels_last,
+            )  # fmt: skip
+            test = StreamBatches(
+                self.data.test, self.recipe, eval_batch, self.device, train=False, workers=c.workers, channels_last=c.channels_last
+            )
+            return train, test
+        augment = Augment(self.recipe, c.crop_padding, c.pad_mode, c.flip, c.cutout)
         train = DeviceBatches(
             self.data.train_images, self.data.train_labels, c.batch_size // world, augment, self.device,
             train=True, seed=c.seed, rank=self.rank, world=world, channels_last=c.channels_last,
         )  # fmt: skip
-        # no_grad evaluation holds far less per image than a training step, but a 500-image batch
-        # of the width-0.25 CIFAR model still took 880 MB at once on a CPU: twice the training batch
-        eval_batch = min(500 if c.input_size <= 64 else 50, 2 * (c.batch_size // world))
         test = DeviceBatches(
             self.data.test_images, self.data.test_labels, eval_batch, augment, self.device,
             train=False, channels_last=c.channels_last,
@@ -445,6 +554,7 @@ class _Run:
                 run=self.folder.name, out=str(self.folder.path), device=str(self.device), steps_per_epoch=self.steps_per_epoch,
                 total_steps=self.total_steps, start_step=self.step,
                 params=sum(p.numel() for p in self.model.parameters()), config=asdict(c),
+                data="\n".join(self.notes), classes=list(self.data.classes),
             )
         )  # fmt: skip
         self.session_start, self.session_step = time.perf_counter(), self.step
@@ -465,6 +575,7 @@ class _Run:
         """Train ``epoch`` from ``start_batch`` on; the end event if the run ends inside it."""
         c = self.config
         self.net.train()
+        keep_frozen_in_eval(self.model, self.frozen)
         sums = torch.zeros(4, device=self.device)
         count, interval_start, interval_images = 0, time.perf_counter(), 0
         for batch, (x, y) in enumerate(self.train_batches.epoch(epoch, start_batch), start=start_batch):
@@ -513,13 +624,16 @@ class _Run:
         if self.config.schedule == "step":
             self.scheduler.step()
         epoch_started = time.perf_counter()
-        self.accuracy, test_loss, probe = self._evaluate()
+        self.accuracy, test_loss, probe, confusion = self._evaluate()
         path = self._checkpoint(epoch + 1, 0)
+        totals = confusion.sum(1)
+        per_class = [c / n if n else None for c, n in zip(confusion.diagonal().tolist(), totals.tolist())]
         self.emit(
             EpochEvent(
                 epoch=epoch + 1, step=self.step, acc_main=self.accuracy["main"], acc_aux1=self.accuracy["aux1"],
                 acc_aux2=self.accuracy["aux2"], test_loss=test_loss, seconds=time.perf_counter() - epoch_started,
-                checkpoint=str(path) if path else None, probe=probe,
+                checkpoint=str(path) if path else None, probe=probe, per_class=per_class,
+                confusion=confusion.tolist() if len(confusion) <= 100 else None,
             )
         )  # fmt: skip
 
@@ -555,26 +669,33 @@ class _Run:
         return flag
 
     @torch.no_grad()
-    def _evaluate(self) -> tuple[dict[str, float | None], float, dict[str, Any]]:
+    def _evaluate(self) -> tuple[dict[str, float | None], float, dict[str, Any], Tensor]:
+        """Accuracy per head, mean test loss, the probe, and the main head's confusion matrix
+        (K×K on the CPU, rows true class)."""
         model = self.model.eval()
+        k = len(self.data.classes)
         correct = torch.zeros(3, device=self.device)
+        confusion = torch.zeros(k * k, dtype=torch.long, device=self.device)
         loss_sum = torch.zeros((), device=self.device)
         probe: dict[str, Any] = {}
         # Evaluation stays in float32: its accuracy is then exactly what `python -m googlenet eval` measures.
         for i, (x, y) in enumerate(self.test_batches.epoch(0)):
             out = model(x, aux=True)
             loss_sum += F.cross_entropy(out.logits.float(), y, reduction="sum")
+            confusion += torch.bincount(y * k + out.logits.argmax(1), minlength=k * k)
             for h, logits in enumerate(out):
                 if logits is not None:
                     correct[h] += (logits.argmax(1) == y).sum()
             if i == self.config.probe_index // self.test_batches.batch_size:
                 probe = self._probe(out, y, self.config.probe_index % self.test_batches.batch_size)
         model.train()
-        n = len(self.test_batches.labels)
+        keep_frozen_in_eval(self.model, self.frozen)
+        confusion = confusion.view(k, k).cpu()
+        n = max(int(confusion.sum()), 1)  # a streamed test set may have skipped unreadable files
         acc = (correct / n).tolist()
         has_aux = self.model.aux1 is not None
         accuracy = {"main": acc[0], "aux1": acc[1] if has_aux else None, "aux2": acc[2] if has_aux else None}
-        return accuracy, loss_sum.item() / n, probe
+        return accuracy, loss_sum.item() / n, probe, confusion
 
     def _probe(self, out: GoogLeNetOutputs, y: Tensor, i: int) -> dict[str, Any]:
         classes = self.data.classes
@@ -618,7 +739,7 @@ class _Run:
         if not self.is_main:
             return None
         position = Position(self.step, epoch, batch, self.accuracy)
-        meta = CheckpointMeta(self.data.classes, self.config.preprocess, self._summary(epoch, batch))
+        meta = CheckpointMeta(tuple(self.data.classes), self.recipe, self._summary(epoch, batch))
         return self.folder.save(position, self.model, self.optimizer, self.scheduler, meta, keep=self.config.keep_checkpoints)
 
     def _summary(self, epoch: int, batch: int) -> dict[str, Any]:
@@ -633,8 +754,10 @@ class _Run:
             "epochs": c.epochs,
             "accuracy": self.accuracy,
             "data": str(self.data.root),
+            "dataset": self.data.name,
             "train_images": len(self.data.train_labels),
             "test_images": len(self.data.test_labels),
+            "data_notes": self.notes,
             "seconds": round(time.perf_counter() - self.started, 1),
             "device": str(self.device),
             "command": _command_line(),

@@ -45,6 +45,7 @@ __all__ = [
     "prepare_for_inference",
     "pick_device",
     "imagenet_unavailable_note",
+    "imagenet_state_dict",
     "runs_dir",
     "BUNDLED_MODEL",
     "IMAGENET_MEAN",
@@ -432,6 +433,15 @@ def _load_imagenet(device: torch.device, download: bool) -> Loaded:
         notes=(IMAGENET_AUX_NOTE,),
         training={"accuracy": weights.meta["_metrics"]["ImageNet-1K"]},
     )
+
+
+def imagenet_state_dict(download: bool | None = None) -> dict[str, Tensor]:
+    """torchvision's ImageNet GoogLeNet weights as a state dict of this model (``fine-tuning``
+    starts from it): the cached file, else a hash-checked download unless ``GOOGLENET_OFFLINE=1``.
+    Raises :class:`WeightsUnavailable` when neither works."""
+    if download is None:
+        download = os.environ.get("GOOGLENET_OFFLINE", "") in ("", "0")
+    return _fetch_imagenet_state_dict(GoogLeNet_Weights.IMAGENET1K_V1, download)
 
 
 def _fetch_imagenet_state_dict(weights, download: bool) -> dict[str, Tensor]:

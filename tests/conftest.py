@@ -144,3 +144,21 @@ def browser_page(url: str, width: int = 1440, height: int = 900):
             yield page
         finally:
             browser.close()
+
+
+def write_png_folder(cifar, root: Path, train: int, val: int | None, start: int = 0) -> Path:
+    """Real CIFAR-10 pictures written as PNG files in class folders: ``root/train/CLASS/NNNNN.png``
+    and ``root/val/CLASS/NNNNN.png`` (NNNNN: the index in the CIFAR split), or, with ``val=None``,
+    ``root/CLASS/NNNNN.png`` from the training pictures only."""
+    from PIL import Image
+
+    parts = [("train", cifar.train_images, cifar.train_labels, train)]
+    if val is not None:
+        parts.append(("val", cifar.test_images, cifar.test_labels, val))
+    for split, images, labels, count in parts:
+        base = root / split if val is not None else root
+        for i in range(start, start + count):
+            folder = base / cifar.classes[int(labels[i])]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i].permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.png")
+    return root
