@@ -28,8 +28,20 @@ def test_folders_are_searched_in_the_documented_order(cifar_model, tmp_path, mon
     monkeypatch.setenv("GOOGLENET_DATA", str(tmp_path / "configured"))
     trained = replace(cifar_model, training={"data": str(tmp_path / "trained-on")})
     roots = candidate_roots(trained, tmp_path / "train-tab")
-    assert roots == [tmp_path / "configured", tmp_path / "trained-on", tmp_path / "train-tab", reference_root()]
+    # the data a run trained on is read first by find_reference, and only under these roots
+    assert roots == [tmp_path / "configured", tmp_path / "train-tab", reference_root()]
     assert data_root() == tmp_path / "configured" and reference_root().parent.name != "configured"
+
+
+def test_a_checkpoint_naming_a_folder_outside_the_servers_roots_is_not_read(cifar_model, cifar_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOOGLENET_DATA", str(tmp_path / "configured"))
+    elsewhere = copy_test_batch(cifar_dir, tmp_path / "elsewhere")  # e.g. metadata of an uploaded checkpoint
+    trained = replace(cifar_model, training={"data": str(elsewhere)})
+    with pytest.raises(ReferenceMissing):
+        find_reference(trained, [tmp_path / "configured"])
+    inside = copy_test_batch(cifar_dir, tmp_path / "configured")
+    found = find_reference(replace(cifar_model, training={"data": str(inside)}), [tmp_path / "nothing"])
+    assert len(found.images) == len(found.labels) == 1017 and "test" in found.description
 
 
 def test_the_first_folder_holding_the_test_batch_wins(cifar_model, cifar_dir, tmp_path):
