@@ -82,8 +82,15 @@ def specialization_timeline_figure(timeline: Timeline, metric: str = "selectivit
              hovertemplate="inception%{x} %{y}<br>%{z:" + hover_fmt + "}<extra></extra>"),
     ]  # fmt: skip
 
+    # A white rule between modules on the left (category rows are 1 apart, centred on integers).
+    rules = [
+        dict(type="line", xref="paper", x0=0, x1=0.5, yref="y", y0=i - 0.5, y1=i - 0.5, line=dict(color="white", width=3))
+        for i in range(1, len(branches))
+        if _split(branches[i])[0] != _split(branches[i - 1])[0]
+    ]
+
     def marker(j: int) -> list[dict]:
-        return [dict(type="rect", xref="x", yref="paper", x0=j - 0.5, x1=j + 0.5, y0=0, y1=1, line=dict(color="#ef4444", width=2))]
+        return [*rules, dict(type="rect", xref="x", yref="paper", x0=j - 0.5, x1=j + 0.5, y0=0, y1=1, line=dict(color="#ef4444", width=2))]
 
     frames = [
         dict(name=e, data=[dict(type="heatmap", z=grid(j))], traces=[1], layout=dict(shapes=marker(j), annotations=_grid_title(e)))
@@ -134,7 +141,7 @@ def heads_timeline_figure(timeline: Timeline) -> go.Figure:
     layout = dict(
         template="none", font=_FONT, paper_bgcolor="white", plot_bgcolor="#fafafa", height=340,
         title=dict(text="The three heads over training: test accuracy (solid) and how often their top classes agree (dotted)", x=0.5, font=dict(size=13)),
-        xaxis=dict(title="epoch", **_GRID), yaxis=dict(range=[0, 1], tickformat=".0%", **_GRID),
+        xaxis=dict(title="epoch", tickmode="array", tickvals=epochs, **_GRID), yaxis=dict(range=[0, 1], tickformat=".0%", **_GRID),
         legend=dict(orientation="h", y=-0.25), margin=dict(l=50, r=12, t=50, b=40),
     )  # fmt: skip
     return go.Figure(data=data, layout=layout)
@@ -155,7 +162,8 @@ def importance_timeline_figure(timeline: Timeline) -> go.Figure:
     layout = dict(
         template="none", font=_FONT, paper_bgcolor="white", plot_bgcolor="#fafafa", height=340,
         title=dict(text="Knock-out importance of each module: main-head test accuracy lost when its output is zeroed", x=0.5, font=dict(size=13)),
-        xaxis=dict(title="epoch", **_GRID), yaxis=dict(tickformat="+.0%", **{**_GRID, "zeroline": True, "zerolinecolor": "#6b7280"}),
+        xaxis=dict(title="epoch", tickmode="array", tickvals=epochs, **_GRID),
+        yaxis=dict(tickformat="+.0%", **{**_GRID, "zeroline": True, "zerolinecolor": "#6b7280"}),
         legend=dict(orientation="h", y=-0.25, title=dict(text="inception")), margin=dict(l=50, r=12, t=50, b=40),
     )  # fmt: skip
     return go.Figure(data=data, layout=layout)
@@ -187,7 +195,7 @@ def atlas_animation(run: RunTimeline, kind: str = "cam", colorscale: str = "Infe
     base.update(frames=frames)
     base.update_layout(
         title=_atlas_title(run, run.frames[0], kind),
-        sliders=[dict(active=0, currentvalue=dict(prefix="epoch "), pad=dict(t=10), steps=[dict(label=n, method="animate", args=[[n], animate]) for n in names])],
+        sliders=[dict(active=0, currentvalue=dict(prefix="epoch "), pad=dict(t=10), x=0.14, len=0.86, steps=[dict(label=n, method="animate", args=[[n], animate]) for n in names])],
         updatemenus=[
             dict(
                 type="buttons", direction="left", x=0.0, y=-0.02, xanchor="left", yanchor="top", pad=dict(t=10),
