@@ -102,7 +102,7 @@ def timeline(
     data: CIFAR10 | str | os.PathLike | None = None,
     max_images: int | None = 2000,
     device: str | torch.device | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     progress: Callable[[float, str], None] | None = None,
     on_entry: Callable[[EpochEntry], None] | None = None,
 ) -> RunTimeline:

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="CIFAR-10 folder whose test batch is measured (default: the run's own)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write the numbers to this JSON file")
     p.add_argument("--images", type=int, default=2000, help="the first N test images (default 2000)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 where training would use it")
     p.add_argument("--device", default=None)
 
     p = commands.add_parser("bench", help="training speed vs the guide's pipeline (--inference: latency vs torchvision)")
@@ -195,7 +196,7 @@ def _timeline(args) -> int:
         bar.set_description_str(message, refresh=True)
 
     try:
-        result = run_timeline(args.run, args.data, args.images, args.device, progress=progress)
+        result = run_timeline(args.run, args.data, args.images, args.device, args.precision, progress=progress)
     finally:
         bar.close()
     for entry in result.entries:

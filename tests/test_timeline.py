@@ -67,7 +67,7 @@ def test_forward_from_any_layer_equals_the_full_pass():
 def test_timeline_of_a_three_epoch_run_is_measured_once_and_cached(run3, small, passes):
     from googlenet.timeline import run_timeline
 
-    first = run_timeline(run3, data=small)
+    first = run_timeline(run3, data=small, precision="fp32")
     assert first.epochs == (1, 2, 3) and first.computed == 3
     assert len(first.branches) == 36 and len(first.modules) == 9
     trainer_accuracy = {e.epoch: e for e in read_metrics(run3) if isinstance(e, EpochEvent)}
@@ -87,13 +87,13 @@ def test_timeline_of_a_three_epoch_run_is_measured_once_and_cached(run3, small, 
     assert passes["n"] > 0
 
     passes["n"] = 0
-    again = run_timeline(run3, data=small)
+    again = run_timeline(run3, data=small, precision="fp32")
     assert passes["n"] == 0 and again.computed == 0 and again.entries == first.entries
 
     # a pruned epoch keeps its cached entry
     (run3 / "epoch-002.safetensors").rename(run3 / "pruned.bak")
     try:
-        pruned = run_timeline(run3, data=small)
+        pruned = run_timeline(run3, data=small, precision="fp32")
         assert passes["n"] == 0 and pruned.epochs == (1, 2, 3)
     finally:
         (run3 / "pruned.bak").rename(run3 / "epoch-002.safetensors")
@@ -127,7 +127,7 @@ def test_atlas_animation_has_a_frame_per_epoch_on_one_colour_scale(run3, small, 
     from explain.timeline import cached_timeline, timeline
     from explain.timeline_figures import atlas_animation, heads_timeline_figure, importance_timeline_figure, specialization_timeline_figure
 
-    result = timeline(run3, data=small)
+    result = timeline(run3, data=small, precision="fp32")
     assert [f.epoch for f in result.frames] == [1, 2, 3] and result.computed == 3
     assert result.probe_label == small.classes[int(small.test_labels[0])]
     figure = atlas_animation(result, kind="cam")
@@ -163,10 +163,10 @@ def test_cli_writes_the_numbers_from_the_cache(run3, small, cifar_dir, tmp_path,
     from googlenet.__main__ import main
     from googlenet.timeline import run_timeline
 
-    run_timeline(run3, data=small)  # cached (measured by the test above, or now)
+    run_timeline(run3, data=small, precision="fp32")  # cached (measured by the test above, or now)
     passes["n"] = 0
     out = tmp_path / "timeline.json"
-    assert main(["timeline", str(run3), "--data", str(cifar_dir), "--images", "256", "--json", str(out)]) == 0
+    assert main(["timeline", str(run3), "--data", str(cifar_dir), "--images", "256", "--precision", "fp32", "--json", str(out)]) == 0
     assert passes["n"] == 0  # the same 256 test images: every epoch comes from the cache
     lines = capsys.readouterr().out.splitlines()
     assert "epochs=3" in lines and "branches=36" in lines and "computed=0 cached=3" in lines
