@@ -114,7 +114,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     }  # fmt: skip
     for name, kind in flags.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
-    for name in ("nesterov", "batch_norm", "channels_last", "flip", "aux_logits"):
+    for name in ("nesterov", "batch_norm", "channels_last", "flip", "aux_logits", "tensorboard"):
         p.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
 
