@@ -28,15 +28,16 @@ from torch import Tensor
 
 from googlenet.data import CIFAR10, read_cifar10
 from googlenet.model import GoogLeNet
+from googlenet.runs import TIMELINE_ATLAS
 from googlenet.spec import NetworkSpec, describe
-from googlenet.timeline import EpochEntry, Timeline, epoch_files, file_digest, read_timeline, resolve_run, run_timeline
+from googlenet.timeline import EpochEntry, Timeline, epoch_files, file_digest, read_timeline, resolve_run, run_data, run_timeline
 from googlenet.weights import CheckpointError, atomic_write, is_checkpoint_name, load_model, read_meta
 
 from .explorer import Exploration, Explorer, Prediction
 
 __all__ = ["AtlasFrame", "RunTimeline", "timeline", "cached_timeline", "atlas_image", "ATLAS_FILE"]
 
-ATLAS_FILE = Path("timeline") / "atlas.safetensors"
+ATLAS_FILE = TIMELINE_ATLAS
 ATLAS_FORMAT = "googlenet-timeline-atlas/1"
 _LOCK = threading.Lock()
 
@@ -130,31 +131,51 @@ def _with_atlas(path: Path, numbers: Timeline, data, device, compute: bool) -> R
     spec, classes, kernels = _network(path)
     stored = _read_atlas(path, probe_index)
     image, target = stored.pop("__probe__", (None, None))
-    computed = 0
     files = epoch_files(path)
-    if compute and files:
-        digests = {epoch: file_digest(p) for epoch, p in files.items()}
-        missing = {e: p for e, p in files.items() if digests[e] not in stored}
-        if missing:
-            picture, target = _probe(data if data is not None else config.get("data"), probe_index)
-            for epoch, file in missing.items():
-                try:
-                    loaded = load_model(file, device=device)
-                except (CheckpointError, OSError):
-                    continue
-                exploration = Explorer(loaded, cache_size=0).explore(picture, target=target)
-                image = exploration.image
-                stored[digests[epoch]] = _frame(epoch, int(loaded.training.get("step", 0)), digests[epoch], exploration)
-                computed += 1
-            _write_atlas(path, probe_index, target, image, stored)
-    frames = sorted(stored.values(), key=lambda f: f.epoch)
-    by_epoch = {f.epoch: f for f in frames}  # an epoch written twice (a resumed run): the newest
+    digests = {epoch: file_digest(p) for epoch, p in files.items()}
+    new: list[AtlasFrame] = []
+    missing = {e: p for e, p in files.items() if digests[e] not in stored} if compute else {}
+    if missing:
+        picture, target = _probe(data if data is not None else run_data(path), probe_index)
+        for epoch, file in missing.items():
+            try:
+                loaded = load_model(file, device=device)
+            except (CheckpointError, OSError):
+                continue  # pruned while we looked
+            exploration = Explorer(loaded, cache_size=0).explore(picture, target=target)
+            image = exploration.image
+            new.append(_frame(epoch, int(loaded.training.get("step", 0)), digests[epoch], exploration))
+            stored[digests[epoch]] = new[-1]
+        _write_atlas(path, probe_index, target, image, stored)
+    by_epoch: dict[int, AtlasFrame] = {}  # per epoch: the present file's frame, else (pruned) the one cached
+    for frame in sorted(stored.values(), key=lambda f: f.epoch):
+        if digests.get(frame.epoch, frame.sha1) == frame.sha1:
+            by_epoch[frame.epoch] = frame
     if image is None:
         image = np.zeros((8, 8, 3), dtype=np.uint8)
         target = target if target is not None else 0
-    return RunTimeline(
-        numbers, tuple(by_epoch[e] for e in sorted(by_epoch)), spec, classes, kernels, probe_index, int(target), image, computed
-    )
+    frames = tuple(by_epoch[e] for e in sorted(by_epoch))
+    result = RunTimeline(numbers, frames, spec, classes, kernels, probe_index, int(target), image, len(new))
+    if new:
+        _tensorboard_atlas(path, result, new)
+    return result
+
+
+def _tensorboard_atlas(path: Path, run: RunTimeline, frames: list[AtlasFrame]) -> None:
+    """The new frames as ``timeline/atlas`` images in the run's TensorBoard log, when the run keeps
+    one (the trainer writes ``events.out.tfevents.*`` unless ``--no-tensorboard``)."""
+    if not any(path.glob("events.out.tfevents.*")):
+        return
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return
+    writer = SummaryWriter(log_dir=str(path), filename_suffix=".timeline")
+    try:
+        for frame in frames:
+            writer.add_image("timeline/atlas", atlas_image(run.exploration(frame)), frame.step, dataformats="HWC")
+    finally:
+        writer.close()
 
 
 def _frame(epoch: int, step: int, sha1: str, exploration: Exploration) -> AtlasFrame:

@@ -42,12 +42,13 @@ from torch import Tensor
 
 from .data import CIFAR10, read_cifar10
 from .device import amp_dtype, pick_device
+from .runs import TIMELINE
 from .selectivity import BranchStatistics
-from .weights import CheckpointError, Loaded, atomic_write, is_checkpoint_name, load_model, runs_dir
+from .weights import CheckpointError, Loaded, atomic_write, is_checkpoint_name, load_model, read_meta, runs_dir
 
-__all__ = ["EpochEntry", "Timeline", "measure", "run_timeline", "read_timeline", "resolve_run", "epoch_files", "file_digest"]
+__all__ = ["EpochEntry", "Timeline", "measure", "run_timeline", "read_timeline", "resolve_run", "run_data", "epoch_files", "file_digest"]
 
-CACHE_NAME = "timeline.json"
+CACHE_NAME = TIMELINE
 CACHE_FORMAT = "googlenet-timeline/1"
 HEAD_PAIRS = (("main", "aux1"), ("main", "aux2"), ("aux1", "aux2"))
 _EPOCH_FILE = re.compile(r"^epoch-(\d+)\.safetensors$")
@@ -183,9 +184,12 @@ def measure(
                     out = baseline[module.name]
                     stats.add(module.name, out)
                     for branch in module.branches:
-                        zeroed = out.clone()
-                        zeroed[:, branch.channels] = 0
-                        knocked[branch.name] += int((model.forward_from(module.name, zeroed).argmax(1) == y).sum())
+                        # Zero the branch's channels in place and put them back: a copy of the slice
+                        # instead of the whole output (a quarter of the memory traffic on average).
+                        kept = out[:, branch.channels].clone()
+                        out[:, branch.channels] = 0
+                        knocked[branch.name] += int((model.forward_from(module.name, out).argmax(1) == y).sum())
+                        out[:, branch.channels] = kept
                 if progress is not None:
                     progress(min(1.0, (start + len(y)) / n), f"{min(n, start + len(y))}/{n} test images")
             # A zeroed module hands every image the same input, so one image gives every image's prediction.
@@ -285,7 +289,7 @@ def run_timeline(
     Args:
         run: the run folder (or a NAME in the runs folder).
         data: the CIFAR-10 whose test batch is measured: read already, a folder, or ``None`` for
-            the run's own (``config.json``'s ``data``).
+            the run's own (:func:`run_data`).
         max_images: the first so many test images (2,000 by default: ±1 % on an accuracy; the
             subset's 1,017 are all used).
         precision: ``"auto"`` (default: bf16 where the trainer would use it, as the microscope's
@@ -304,7 +308,7 @@ def run_timeline(
     digests = {epoch: file_digest(p) for epoch, p in files.items()}
     arithmetic = _arithmetic(precision, device)
     try:
-        test = _test_set(data if data is not None else config.get("data"), max_images)
+        test = _test_set(data if data is not None else run_data(path), max_images)
         fingerprint = images_fingerprint(*test, probe_index, arithmetic)
         todo = {e: p for e, p in files.items() if f"{digests[e]}/{fingerprint}" not in cached}
     except ValueError:  # DataError too: the data moved away; what is cached can still be shown
@@ -355,6 +359,19 @@ def _assemble(path: Path, cached: dict[str, EpochEntry], digests: dict[int, str]
     if absent:
         notes.append(f"epochs {absent} could not be measured (unreadable checkpoints)")
     return Timeline(str(path), tuple(by_epoch[e] for e in sorted(by_epoch)), computed, tuple(notes))
+
+
+def run_data(run: Path) -> str | None:
+    """The data folder a run trained on: what its newest checkpoint records (the folder really
+    read, also when the app handed the trainer data already in memory), else ``config.json``'s."""
+    for file in reversed(epoch_files(run).values()):
+        try:
+            data = read_meta(file)[1].training.get("data")
+        except (CheckpointError, OSError):
+            continue
+        if data:
+            return str(data)
+    return _run_config(run).get("data")
 
 
 def _arithmetic(precision: str, device: str | torch.device | None) -> str:

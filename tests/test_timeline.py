@@ -141,6 +141,12 @@ def test_atlas_animation_has_a_frame_per_epoch_on_one_colour_scale(run3, small, 
     totals = {round(sum(float(np.sum(t.z)) for t in f.data if t.type == "heatmap"), 3) for f in figure.frames}
     assert high > 0 and len(totals) == 3  # the maps change over the epochs
 
+    # the run keeps a TensorBoard log (the trainer's default): the atlas of each new epoch joins it
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(run3), size_guidance={"images": 0}).Reload()
+    assert [i.step for i in board.Images("timeline/atlas")] == [f.step for f in result.frames]
+
     passes["n"] = 0
     again = cached_timeline(run3)
     assert passes["n"] == 0 and [f.epoch for f in again.frames] == [1, 2, 3] and again.computed == 0
