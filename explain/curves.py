@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["ema", "downsample", "training_figure", "LOSS_SERIES"]
+__all__ = ["ema", "downsample", "training_figure", "norms_figure", "LOSS_SERIES"]
 
 LOSS_SERIES = {
     "loss": ("total", "#111827"),
@@ -133,3 +133,56 @@ def training_figure(
 
 def _columns(records: Sequence[dict], keys: Sequence[str]) -> dict[str, list]:
     return {key: [r.get(key) for r in records] for key in keys}
+
+
+# Stem to top from light to dark blue; the aux heads in their loss colours, dashed.
+_MODULE_COLORS = ("#bfdbfe", "#93c5fd", "#60a5fa", "#3b82f6", "#2563eb", "#1d4ed8", "#1e40af", "#1e3a8a", "#172554")
+_HEAD_COLORS = {"aux1": LOSS_SERIES["loss_aux1"][1], "aux2": LOSS_SERIES["loss_aux2"][1], "fc": LOSS_SERIES["loss_main"][1]}
+
+
+def norms_figure(steps: Sequence[dict], smoothing: float = 0.6, max_points: int = 2000) -> go.Figure:
+    """Gradient norm (left, log scale) and weight norm (right) of each module per logged step.
+
+    ``steps``: step records with ``step``, ``grad_norm`` and ``weight_norm`` (module → value, as
+    the trainer logs them; records without them are skipped). Same smoothing and thinning as
+    :func:`training_figure`. A module whose gradient falls by orders of magnitude below the
+    others is starved of gradient; the aux heads (dashed) were added to feed the middle of the
+    network (Szegedy et al. 2015, §5).
+    """
+    records = [r for r in steps if r.get("grad_norm")]
+    data: list[dict] = []
+    if records:
+        x = np.asarray([r["step"] for r in records])
+        modules = list(dict.fromkeys(name for r in records for name in r["grad_norm"]))
+        body = [m for m in modules if m not in _HEAD_COLORS]
+        for name in modules:
+            if name in _HEAD_COLORS:
+                color, dash = _HEAD_COLORS[name], "dash" if name.startswith("aux") else "solid"
+            else:
+                color, dash = (
+                    _MODULE_COLORS[min(len(_MODULE_COLORS) - 1, body.index(name) * len(_MODULE_COLORS) // max(1, len(body)))],
+                    "solid",
+                )
+            for key, axes in (("grad_norm", {}), ("weight_norm", dict(xaxis="x2", yaxis="y2"))):
+                y = np.asarray([np.nan if r.get(key, {}).get(name) is None else r[key][name] for r in records], dtype=np.float64)
+                if np.isnan(y).all():
+                    continue
+                keep = ~np.isnan(y)
+                xs, ys = downsample(x[keep], ema(y[keep], smoothing), max_points)
+                data.append(
+                    dict(
+                        type="scattergl", mode="lines", x=xs, y=np.round(ys, 6), name=name, legendgroup=name,
+                        showlegend=key == "grad_norm", line=dict(color=color, width=1.3, dash=dash),
+                        hovertemplate=f"{name} {key.replace('_', ' ')}" + " %{y:.3g} at step %{x}<extra></extra>", **axes,
+                    )
+                )  # fmt: skip
+    layout = dict(
+        template="none",
+        xaxis=dict(domain=[0, 0.47], title="step", **_GRID), yaxis=dict(title="gradient norm", type="log", **_GRID),
+        xaxis2=dict(domain=[0.55, 1], title="step", anchor="y2", **_GRID), yaxis2=dict(title="weight norm", anchor="x2", **_GRID),
+        height=380, margin=dict(l=60, r=12, t=30, b=40), legend=dict(orientation="h", y=-0.22, font=dict(size=10)),
+        paper_bgcolor="white", plot_bgcolor="#fafafa", uirevision="norms",
+    )  # fmt: skip
+    if not data:
+        layout["annotations"] = [dict(text="no gradient norms logged yet", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False)]
+    return go.Figure(data=data, layout=layout)

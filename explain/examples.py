@@ -4,11 +4,9 @@ mean response and each branch's share of its module's output energy.
 
 Branch specialization follows Voss et al. 2021, "Branch Specialization"
 (https://distill.pub/2020/circuits/branch-specialization/): per branch, the class selectivity
-index of its channels (Morcos et al. 2018, https://arxiv.org/abs/1803.06959)
-``SI = (μ_max − μ_rest) / (μ_max + μ_rest)`` (``μ_max`` the highest class-conditional mean of the
-channel's spatially averaged activation, ``μ_rest`` the mean of the other classes' means; 0:
-responds to all classes alike, 1: to one class only), and the share of the module's output energy
-``Σ A²`` that the branch carries.
+index of its channels and the share of the module's output energy ``Σ A²`` that the branch
+carries, accumulated by :class:`googlenet.selectivity.BranchStatistics` (the run timeline uses
+the same code).
 """
 
 from __future__ import annotations
@@ -22,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
 from googlenet.device import amp_dtype
+from googlenet.selectivity import BranchStatistics, selectivity_index
 from googlenet.weights import INDEX_SUFFIX, Loaded, atomic_write, runs_dir
 
 __all__ = ["ExampleIndex", "selectivity_index", "build_index", "load_or_build_index", "save_index", "read_index", "crops"]
@@ -57,16 +55,6 @@ class ExampleIndex:
         """Class selectivity index of each channel of ``branch``."""
         module, _ = branch.split(".")
         return selectivity_index(self.class_means[module][:, self.slices[branch]])
-
-
-def selectivity_index(class_means: Tensor) -> Tensor:
-    """``(μ_max − μ_rest) / (μ_max + μ_rest)`` per channel from an n_classes × C table of means."""
-    if class_means.shape[0] < 2:
-        raise ValueError("selectivity needs at least two classes")
-    means = class_means.clamp(min=0)  # post-ReLU activations; guards against rounding below 0
-    top, _ = means.max(dim=0)
-    rest = (means.sum(dim=0) - top) / (means.shape[0] - 1)
-    return torch.where(top + rest > 0, (top - rest) / (top + rest), torch.zeros_like(top))
 
 
 def _weights_id(loaded: Loaded) -> str:
@@ -114,9 +102,7 @@ def build_index(
     hooks = [model.get_submodule(m).register_forward_hook(lambda _m, _i, o, m=m: captured.__setitem__(m, o)) for m in modules]
     maxima = {m: [] for m in modules}
     positions = {m: [] for m in modules}
-    sums = {m: None for m in modules}
-    counts = torch.zeros(n_classes)
-    energy_sums = {b: 0.0 for b in spec.branch_names}
+    stats = BranchStatistics(spec, n_classes)
     resolution: dict[str, int] = {}
     predicted = []
     amp = amp_dtype(precision, device)
@@ -127,8 +113,7 @@ def build_index(
                 logits = model(x.contiguous(memory_format=torch.channels_last))
             batch_labels = labels[start : start + batch_size] if labels is not None else logits.argmax(1).cpu()
             predicted.append(batch_labels)
-            one_hot = F.one_hot(batch_labels.long(), n_classes).float()
-            counts += one_hot.sum(0)
+            stats.add_labels(batch_labels)
             for m in modules:
                 act = captured[m].float()
                 flat = act.flatten(2)  # B×C×HW
@@ -136,12 +121,7 @@ def build_index(
                 maxima[m].append(value.cpu())
                 positions[m].append(where.cpu())
                 resolution[m] = act.shape[-1]
-                spatial_mean = flat.mean(dim=2).cpu()  # B×C
-                sums[m] = one_hot.T @ spatial_mean + (sums[m] if sums[m] is not None else 0)
-                squares = flat.pow(2).sum(dim=2).cpu()  # B×C
-                total = squares.sum(1).clamp(min=1e-12)
-                for branch in spec.module(m).branches:
-                    energy_sums[branch.name] += float((squares[:, branch.channels].sum(1) / total).sum())
+                stats.add(m, flat)
             if progress is not None:
                 progress(min(1.0, (start + batch_size) / n), f"indexing dataset examples: {min(n, start + batch_size)}/{n}")
     finally:
@@ -156,10 +136,10 @@ def build_index(
         top_images[m] = best.indices.T.contiguous()
         top_values[m] = best.values.T.contiguous()
         top_positions[m] = torch.gather(where, 0, best.indices).T.contiguous()
-        class_means[m] = sums[m] / counts.clamp(min=1)[:, None]
+        class_means[m] = stats.class_means(m)
     return ExampleIndex(
         top_images, top_values, top_positions, class_means,
-        energy={b: v / n for b, v in energy_sums.items()}, resolution=resolution,
+        energy=stats.energy, resolution=resolution,
         labels_from="dataset labels" if labels is not None else "model predictions",
         fingerprint=_fingerprint(loaded, images), seconds=time.perf_counter() - started,
         slices={b.name: b.channels for m in spec.modules for b in m.branches},

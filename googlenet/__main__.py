@@ -1,4 +1,4 @@
-"""Command line: ``python -m googlenet {summary,train,eval,export,import,bench}``."""
+"""Command line: ``python -m googlenet {summary,train,eval,export,import,timeline,bench}``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from dataclasses import fields, replace
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -61,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the model was built with torchvision's transform_input=True (as googlenet(weights='DEFAULT') is)",
     )
 
+    p = commands.add_parser("timeline", help="per epoch of a run: heads, branch selectivity / energy share, knock-out importance (cached)")
+    p.add_argument("run", help="the run folder (runs/NAME) or its NAME")
+    p.add_argument("--data", help="CIFAR-10 folder whose test batch is measured (default: the run's own)")
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="write the numbers to this JSON file")
+    p.add_argument("--images", type=int, default=2000, help="the first N test images (default 2000)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 where training would use it")
+    p.add_argument("--device", default=None)
+
     p = commands.add_parser("bench", help="training speed vs the guide's pipeline (--inference: latency vs torchvision)")
     from .bench import add_arguments as add_bench_arguments
 
@@ -78,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "import":
             return _import(args)
+        if args.command == "timeline":
+            return _timeline(args)
         from .bench import run as run_bench
 
         return run_bench(args)
@@ -120,7 +131,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     }  # fmt: skip
     for name, kind in flags.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
-    for name in ("nesterov", "batch_norm", "channels_last", "flip", "aux_logits"):
+    for name in ("nesterov", "batch_norm", "channels_last", "flip", "aux_logits", "tensorboard"):
         p.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
 
@@ -210,6 +221,42 @@ def _eval(args) -> int:
     _print_heads(result)
     print(f"images={result.images}")
     print(f"accuracy={result.accuracy['main']:.4f}")
+    return 0
+
+
+def _timeline(args) -> int:
+    """Measures the epochs not in ``RUN/timeline.json`` yet; the branch atlas per epoch is the
+    app's (explain.timeline), which reads the same cache."""
+    import json
+    import time
+
+    from .timeline import run_timeline
+
+    started = time.perf_counter()
+    bar = tqdm(total=1.0, unit="", bar_format="{l_bar}{bar}| {desc}", dynamic_ncols=True, mininterval=0.5)
+
+    def progress(fraction: float, message: str) -> None:
+        bar.n = round(fraction, 3)
+        bar.set_description_str(message, refresh=True)
+
+    try:
+        result = run_timeline(args.run, args.data, args.images, args.device, args.precision, progress=progress)
+    finally:
+        bar.close()
+    for entry in result.entries:
+        heads = " ".join(f"{h}={a:.4f}" for h, a in entry.accuracy.items() if a is not None)
+        top = max((b for b in entry.importance if "." in b), key=entry.importance.get)
+        print(f"epoch {entry.epoch}: accuracy {heads}; heads agree on {entry.agreement.get('all', 1.0):.1%}; "
+              f"most important branch {top} (−{entry.importance[top]:.1%} when zeroed)")  # fmt: skip
+    for note in result.notes:
+        print(f"note: {note}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result.to_json(), indent=1))
+        print(f"numbers: {args.json_out}")
+    print(f"branches={len(result.branches)}")
+    print(f"computed={result.computed} cached={len(result.entries) - result.computed}")
+    print(f"seconds={time.perf_counter() - started:.2f}")
+    print(f"epochs={len(result.entries)}")
     return 0
 
 

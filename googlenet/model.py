@@ -38,6 +38,7 @@ __all__ = [
     "BasicConv2d",
     "fold_batchnorm",
     "AUX_TAPS",
+    "MAIN_PATH",
 ]
 
 INCEPTION_MODULES = (
@@ -55,6 +56,11 @@ BRANCHES = ("branch1", "branch2", "branch3", "branch4")
 BRANCH_NAMES = tuple(f"{module}.{branch}" for module in INCEPTION_MODULES for branch in BRANCHES)
 # Which module's output each auxiliary classifier reads (the paper, section 5).
 AUX_TAPS = {"aux1": "inception4a", "aux2": "inception4d"}
+# The layers of GoogLeNet.forward's main path in order, up to the global pool and fc.
+MAIN_PATH = (
+    "conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+    "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4", "inception5a", "inception5b",
+)  # fmt: skip
 
 # Table 1 of the paper: in_channels, #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj.
 INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int, int]] = {
@@ -264,6 +270,20 @@ class GoogLeNet(nn.Module):
         if self.training or aux:
             return GoogLeNetOutputs(x, aux1, aux2)
         return x
+
+    def forward_from(self, layer: str, x: Tensor) -> Tensor:
+        """Main-head logits from the output ``x`` of ``layer`` (a name in :data:`MAIN_PATH`), in
+        eval mode: the rest of :meth:`forward` without re-running what comes before ``layer``.
+
+        Knock-outs use it (``googlenet.timeline``): zeroing a branch of inception4e and running
+        on from there costs 10 % of a full pass at the CIFAR stem instead of 100 %.
+        """
+        if layer not in MAIN_PATH:
+            raise ValueError(f"unknown layer {layer!r}: expected one of {', '.join(MAIN_PATH)}")
+        for name in MAIN_PATH[MAIN_PATH.index(layer) + 1 :]:
+            x = getattr(self, name)(x)
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(self.dropout(x))
 
 
 class Inception(nn.Module):

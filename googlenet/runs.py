@@ -4,12 +4,17 @@ A run folder (``runs/NAME`` or any ``--out``) holds::
 
     config.json                  the run's TrainConfig, written when it starts
     metrics.jsonl                one JSON event a line (see googlenet.train's events)
-    epoch-NNN.safetensors        the model after epoch NNN: epoch 1 and the newest few are kept
+    epoch-NNN.safetensors        the model after epoch NNN: epoch 1, the powers of two and the
+                                 newest few are kept
     last.safetensors             the newest checkpoint (a hard link to the newest epoch file, or a
                                  mid-epoch checkpoint written on stop / max_steps)
     state-SSSSSSSS.pt            optimizer, schedule, RNG and position at step SSSSSSSS: the state
                                  the newest checkpoint names in its metadata (``state_file``)
     epoch-NNN.examples.safetensors  the microscope's cache of a checkpoint, pruned with it
+    events.out.tfevents.*        TensorBoard event files (googlenet.tensorboard; the timeline adds
+                                 the probe's atlas images)
+    timeline.json                the run timeline's numbers per epoch (googlenet.timeline)
+    timeline/atlas.safetensors   the probe's branch atlas per epoch (explain.timeline)
 
 The state files are written and read by the trainer only (``torch.save``, read back with
 ``torch.load(weights_only=True)``, which builds tensors and plain containers and runs no code);
@@ -37,6 +42,8 @@ __all__ = ["RunFolder", "Position", "TrainingError", "read_records"]
 LAST = "last.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+TIMELINE = "timeline.json"  # written by googlenet.timeline
+TIMELINE_ATLAS = Path("timeline") / "atlas.safetensors"  # written by explain.timeline
 STATE_SUFFIX = ".pt"
 
 
@@ -123,9 +130,13 @@ class RunFolder:
     # -- settings and events --
 
     def start(self, config: dict[str, Any]) -> None:
-        """A new run: write its settings and start an empty event log."""
+        """A new run: write its settings and start an empty event log. What an earlier run in this
+        folder left (one that never reached a checkpoint) goes: its TensorBoard events and timeline
+        would otherwise mix into this run's."""
         (self.path / CONFIG).write_text(json.dumps(config, indent=2))
         (self.path / METRICS).unlink(missing_ok=True)
+        for stale in (*self.path.glob("events.out.tfevents.*"), self.path / TIMELINE, self.path / TIMELINE_ATLAS):
+            stale.unlink(missing_ok=True)
 
     def read_config(self) -> dict[str, Any]:
         return json.loads((self.path / CONFIG).read_text())
@@ -217,15 +228,30 @@ class RunFolder:
         return position
 
     def prune(self, keep: int, current_state: str) -> None:
-        """Remove state files other than ``current_state`` and every epoch file but epoch 1 and
-        the ``keep`` newest, with their microscope caches."""
+        """Remove state files other than ``current_state`` and every epoch file but epoch 1, the
+        powers of two and the ``keep`` newest, with their microscope caches.
+
+        The powers of two keep the run timeline's early epochs, where branches specialise (Voss
+        et al. 2021), measurable after the run at a logarithmic cost: a 40-epoch run keeps 9
+        files (1, 2, 4, 8, 16, 32 and the newest 3) instead of 4.
+        """
         for old in self.path.glob(f"state-*{STATE_SUFFIX}"):
             if old.name != current_state:
                 old.unlink(missing_ok=True)
         epochs = sorted(p for p in self.path.glob("epoch-*.safetensors") if is_checkpoint_name(p.name))
-        for old in epochs[1 : max(1, len(epochs) - keep)]:
+        newest = set(epochs[max(0, len(epochs) - keep) :]) if keep > 0 else set()
+        for old in epochs[1:]:
+            number = _epoch_number(old)
+            if old in newest or (number is not None and number & (number - 1) == 0):
+                continue
             old.unlink(missing_ok=True)
             old.with_name(old.stem + INDEX_SUFFIX).unlink(missing_ok=True)
+
+
+def _epoch_number(path: Path) -> int | None:
+    """``epoch-012.safetensors`` → 12 (``None`` for another name)."""
+    digits = path.stem.removeprefix("epoch-")
+    return int(digits) if digits.isdigit() and int(digits) > 0 else None
 
 
 def _resolve(out: str) -> Path:

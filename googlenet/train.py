@@ -31,9 +31,11 @@ from .datasets import LOADING, Dataset, LoadingPlan, StreamBatches, as_dataset, 
 from .device import amp_dtype, pick_device
 from .finetune import InitWeights, freeze, initialise, keep_frozen_in_eval, read_init
 from .model import GoogLeNet, GoogLeNetOutputs
+from .norms import ModuleNorms
 from .preprocess import CAFFE_IMAGENET, IMAGENET, Preprocess
 from .preprocess import CIFAR10 as CIFAR10_RECIPE
 from .runs import Position, RunFolder, TrainingError, read_records
+from .tensorboard import TensorBoardLog
 from .weights import CheckpointMeta, read_meta
 
 __all__ = [
@@ -141,7 +143,8 @@ class TrainConfig:
     device: str | None = None
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in total
     log_every: int | None = None  # steps between step events; default 1 on CPU, 20 on GPU
-    keep_checkpoints: int = 3  # newest epoch-NNN files kept, besides epoch 1 and last
+    keep_checkpoints: int = 3  # newest epoch-NNN files kept, besides epoch 1, the powers of two and last
+    tensorboard: bool = True  # event files in the run folder (when the tensorboard package is installed)
     resume: bool = False
     probe_index: int = 0  # test image whose per-head predictions are reported every epoch
     val_split: float = 0.2  # image folders without val/: the share of each class held out
@@ -270,6 +273,8 @@ class StepEvent:
     images_per_s: float
     elapsed: float
     eta: float
+    grad_norm: dict[str, float | None] | None = None  # per module: L2 norm of its gradients at this step
+    weight_norm: dict[str, float] | None = None  # per module: L2 norm of its weights after this step
     kind: str = "step"
 
 
@@ -360,7 +365,7 @@ class Trainer:
 
 
 # What a resumed session may set anew; everything else continues as the run was configured.
-_SESSION_FIELDS = ("data", "out", "resume", "device", "max_steps", "log_every", "loading", "memory_budget", "workers")
+_SESSION_FIELDS = ("data", "out", "resume", "device", "max_steps", "log_every", "loading", "memory_budget", "workers", "tensorboard")
 
 
 def _open_run(config: TrainConfig, device: torch.device) -> tuple[TrainConfig, RunFolder]:
@@ -393,6 +398,7 @@ def _resumed_config(given: TrainConfig, saved: TrainConfig, out: Path) -> TrainC
         raise ValueError(f"--resume continues {out} with its saved settings; these cannot change: {'; '.join(changed)}")
     overrides = {k: getattr(given, k) for k in ("device", "log_every", "memory_budget", "workers") if getattr(given, k) is not None}
     overrides["loading"] = given.loading
+    overrides["tensorboard"] = given.tensorboard
     if given.data != TrainConfig.data:  # a data folder given for the resume wins over the saved one
         overrides["data"] = given.data
     return replace(saved, **overrides, max_steps=given.max_steps, resume=True)
@@ -440,6 +446,8 @@ class _Run:
         self.step = 0
         self.accuracy: dict[str, float | None] | None = None
         self.log_every = config.log_every or (1 if device.type == "cpu" else 20)
+        self.norms = ModuleNorms(self.model)
+        self.tensorboard: TensorBoardLog | None = None  # opened in train(), once the folder is ready
 
         self.net: nn.Module = self.model  # what the loop calls: the model, wrapped for DDP / compile
         self.ddp = dist.is_available() and dist.is_initialized()
@@ -549,6 +557,12 @@ class _Run:
             start_epoch, start_batch = self._restore()
         elif self.is_main:
             self.folder.start(asdict(c))
+        if self.is_main:
+            # A resumed session hides what the interrupted one logged after its checkpoint, as metrics.jsonl does.
+            self.tensorboard = TensorBoardLog.open(self.folder.path, c.tensorboard, purge_step=self.step if c.resume else None)
+            if self.tensorboard is not None and not c.resume and 0 <= c.probe_index < len(self.data.test_labels):
+                label = self.data.classes[int(self.data.test_labels[c.probe_index])]
+                self.tensorboard.probe_image(self.data.test_images[c.probe_index], label)
         self.emit(
             StartEvent(
                 run=self.folder.name, out=str(self.folder.path), device=str(self.device), steps_per_epoch=self.steps_per_epoch,
@@ -568,6 +582,8 @@ class _Run:
                     return status
             return self._end("finished", f"finished {c.epochs} epochs", self.folder.last_checkpoint)
         finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
             if self.ddp and dist.is_initialized():
                 dist.destroy_process_group()
 
@@ -587,12 +603,15 @@ class _Run:
             at_limit = c.max_steps is not None and self.step >= c.max_steps
             logged = self.step % self.log_every == 0 or done or at_limit
             if logged:
-                means = (sums / count).tolist()  # the one host sync per log interval
+                # Losses and the modules' weight and gradient norms in the one host sync per log interval.
+                values = torch.cat([sums / count, self.norms.measure().flatten()]).tolist()
+                means, modules = values[:4], len(self.norms.names)
                 if not all(math.isfinite(v) for v in means):
                     return self._diverged(means[0])
                 now = time.perf_counter()
                 rate = interval_images / max(now - interval_start, 1e-9)
-                self.emit(self._step_event(epoch, batch, means, rate, lr))
+                norms = self.norms.as_dicts([values[4 : 4 + modules], values[4 + modules :]])
+                self.emit(self._step_event(epoch, batch, means, rate, lr, norms))
                 sums.zero_()
                 count, interval_start, interval_images = 0, now, 0
             if (logged or self.world == 1) and self._should_stop():  # DDP: one all-reduce per log interval
@@ -623,6 +642,8 @@ class _Run:
         """After the last batch of ``epoch``: schedule, evaluation, checkpoint, epoch event."""
         if self.config.schedule == "step":
             self.scheduler.step()
+        if self.tensorboard is not None:  # the last step's gradients are still on the parameters
+            self.tensorboard.histograms(self.model, self.step)
         epoch_started = time.perf_counter()
         self.accuracy, test_loss, probe, confusion = self._evaluate()
         path = self._checkpoint(epoch + 1, 0)
@@ -648,7 +669,7 @@ class _Run:
         total = main + self.config.aux_weight * (aux1 + aux2)
         return total, torch.stack([total, main, aux1, aux2]).float()
 
-    def _step_event(self, epoch: int, batch: int, means: list[float], rate: float, lr: float) -> StepEvent:
+    def _step_event(self, epoch: int, batch: int, means: list[float], rate: float, lr: float, norms: tuple[dict, dict]) -> StepEvent:
         elapsed = time.perf_counter() - self.started
         session_steps = self.step - self.session_step
         per_step = (time.perf_counter() - self.session_start) / max(session_steps, 1)
@@ -657,7 +678,7 @@ class _Run:
             step=self.step, epoch=epoch + (batch + 1) / self.steps_per_epoch, loss=means[0], loss_main=means[1],
             loss_aux1=means[2] if has_aux else None, loss_aux2=means[3] if has_aux else None,
             lr=lr, images_per_s=rate, elapsed=elapsed,
-            eta=per_step * (self.total_steps - self.step),
+            eta=per_step * (self.total_steps - self.step), weight_norm=norms[0], grad_norm=norms[1],
         )  # fmt: skip
 
     def _should_stop(self) -> bool:
@@ -726,10 +747,12 @@ class _Run:
         return event
 
     def emit(self, event: Event) -> None:
-        """Where every event goes (main process only): ``metrics.jsonl``, then the caller."""
+        """Where every event goes (main process only): ``metrics.jsonl``, TensorBoard, then the caller."""
         if not self.is_main:
             return
         self.folder.log(event)
+        if self.tensorboard is not None:
+            self.tensorboard.event(event)
         if self.user_callback is not None:
             self.user_callback(event)
 

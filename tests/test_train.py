@@ -355,21 +355,19 @@ def test_resume_refuses_changed_settings_and_lifts_the_step_limit(small, tmp_pat
     assert end.status == "finished" and end.step == 16
 
 
-def test_pruning_keeps_epoch_one_and_the_newest_and_takes_their_microscope_caches_along(small, tmp_path):
+def test_pruning_keeps_epoch_one_the_powers_of_two_and_the_newest_and_takes_their_microscope_caches_along(small, tmp_path):
     out = tmp_path / "prune"
 
     def add_index(event):  # what the app's microscope leaves beside a checkpoint
         if isinstance(event, EpochEvent):
             Path(event.checkpoint).with_name(f"epoch-{event.epoch:03d}.examples.safetensors").write_bytes(b"x")
 
-    Trainer(tiny(out, epochs=3, keep_checkpoints=1), data=small).run(add_index)
-    assert sorted(p.name for p in out.glob("state-*")) == ["state-00000024.pt"]  # the newest checkpoint's only
+    # 5 epochs of 4 steps: epoch 3 is the one neither first, a power of two (kept for the run timeline) nor newest
+    Trainer(tiny(out, epochs=5, batch_size=128, keep_checkpoints=1, tensorboard=False), data=small).run(add_index)
+    assert sorted(p.name for p in out.glob("state-*")) == ["state-00000020.pt"]  # the newest checkpoint's only
     names = sorted(p.name for p in out.glob("*.safetensors"))
     assert names == [
-        "epoch-001.examples.safetensors",
-        "epoch-001.safetensors",
-        "epoch-003.examples.safetensors",
-        "epoch-003.safetensors",
+        *(f"epoch-{e:03d}{suffix}" for e in (1, 2, 4, 5) for suffix in (".examples.safetensors", ".safetensors")),
         "last.safetensors",
     ]
 
