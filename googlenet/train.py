@@ -560,7 +560,9 @@ class _Run:
         if self.is_main:
             # A resumed session hides what the interrupted one logged after its checkpoint, as metrics.jsonl does.
             self.tensorboard = TensorBoardLog.open(self.folder.path, c.tensorboard, purge_step=self.step if c.resume else None)
-            if self.tensorboard is not None and not c.resume and 0 <= c.probe_index < len(self.data.test_labels):
+            # A streamed set has no test pictures in memory: its probe's predictions are logged, its picture not.
+            streamed = getattr(getattr(self.data, "test", None), "images", True) is None
+            if self.tensorboard is not None and not c.resume and not streamed and 0 <= c.probe_index < len(self.data.test_labels):
                 label = self.data.classes[int(self.data.test_labels[c.probe_index])]
                 self.tensorboard.probe_image(self.data.test_images[c.probe_index], label)
         self.emit(
