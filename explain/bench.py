@@ -2,7 +2,9 @@
 ``LayerGradCam`` calls) and against one plain forward+backward, at 224×224 on full-width
 GoogLeNet; plus the cost of re-drawing every figure from a cached exploration.
 
-``--featureviz`` measures the microscope instead (see ``explain.featureviz``).
+``--featureviz`` measures the microscope instead (see ``explain.featureviz``); ``--trust`` the
+trust checks (see ``explain.trust``): every cascading randomisation step + deletion + insertion
+for one image, on the bundled CIFAR-10 model (32 px) and on full-width GoogLeNet at 224 px.
 Lines are ``name=value``; the headline comes last. Each time is the median of ``--runs`` calls
 in this process.
 """
@@ -182,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("GOOGLENET_DATA", "data"),
         help="--featureviz: CIFAR-10 folder for dataset examples ($GOOGLENET_DATA)",
     )
+    parser.add_argument("--trust", action="store_true", help="the trust checks of explain.trust")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     print(
@@ -190,8 +193,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.featureviz:
         return bench_featureviz(device, args.data)
+    if args.trust:
+        bench_trust(max(1, min(args.runs, 3)), device)
+        return 0
     bench_explore(args.runs, device)
     return 0
+
+
+def bench_trust(runs: int, device: torch.device) -> float:
+    """Seconds of ``trust_report`` per method: the bar's part (cascade + deletion + insertion) and
+    the whole report (+ independent randomisation, ROAD, 45 knock-outs)."""
+    from .trust import trust_report
+
+    picture = load_image(EXAMPLE)
+    cases = [
+        ("bundled", load_model("bundled", device=device), ("saliency", "gradcam", "guided_gradcam", "integrated_gradients", "occlusion")),
+        ("224_full_width", load_model("random", device=device), ("saliency", "gradcam", "guided_gradcam", "integrated_gradients")),
+    ]
+    headline = 0.0
+    for name, loaded, methods in cases:
+        explorer = Explorer(loaded, cache_size=4)
+        for method in methods:
+            core = dict(independent=False, road=False, contributions=False)
+            seconds = median_seconds(lambda m=method, e=explorer, c=core: trust_report(e, picture, m, **c), runs, warmup=1)
+            print(f"trust_{name}_{method}_s={seconds:.2f}  (13 cascading steps + deletion + insertion, {loaded.input_size} px)")
+            if name == "bundled" and method == "integrated_gradients":
+                headline = seconds
+        for method in ("saliency", "gradcam"):
+            report = trust_report(explorer, picture, method)
+            parts = "  ".join(f"{k}={v:.2f}" for k, v in report.timings.items())
+            print(f"trust_{name}_{method}_full_s={report.seconds:.2f}  (+ independent, ROAD, knock-outs: {parts})")
+    print(f"trust_report_s={headline:.2f}  (bundled model, integrated gradients, cascade + deletion + insertion)")
+    return headline
 
 
 if __name__ == "__main__":

@@ -134,6 +134,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     for name in ("nesterov", "batch_norm", "channels_last", "flip", "aux_logits", "tensorboard"):
         p.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--shuffle-labels", action="store_true", help="train on permuted labels: Adebayo et al.'s data-randomisation test")
 
 
 def _train(args) -> int:

@@ -153,6 +153,9 @@ class TrainConfig:
     workers: int | None = None  # decoding threads / streaming DataLoader workers
     init: str | None = None  # "imagenet" or a checkpoint to start from (new heads for other classes)
     freeze_until: str | None = None  # train only what follows this trunk module (e.g. inception4e)
+    # Adebayo et al. 2018's data-randomisation test: train on one seeded permutation of the
+    # training labels (test labels stay true), so explanations can be compared with a real run
+    shuffle_labels: bool = False
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -429,6 +432,11 @@ class _Run:
         self.init: InitWeights | None = read_init(config.init) if config.init and not config.resume else None
         self.notes: list[str] = []  # what the start event and the checkpoints say about data and weights
         self.data, self.recipe, self.plan = self._data(data)
+        if config.shuffle_labels:  # the same permutation on every rank and on resume: seeded once
+            labels = self.data.train.labels
+            permutation = torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed))
+            self.data = replace(self.data, train=replace(self.data.train, labels=labels[permutation]))
+            self.notes.append("labels shuffled: the training labels are a seeded permutation (Adebayo et al. 2018's data randomisation)")
         torch.manual_seed(config.seed)  # the model's initial weights
         self.frozen: tuple[str, ...] = ()
         self.model = self._model()
@@ -783,6 +791,7 @@ class _Run:
             "train_images": len(self.data.train_labels),
             "test_images": len(self.data.test_labels),
             "data_notes": self.notes,
+            "shuffle_labels": c.shuffle_labels,  # trained on permuted labels: the trust panel's data-randomisation run
             "seconds": round(time.perf_counter() - self.started, 1),
             "device": str(self.device),
             "command": _command_line(),
