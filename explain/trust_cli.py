@@ -19,7 +19,7 @@ from googlenet.weights import load_model
 
 from .explorer import Explorer
 from .images import ImageError
-from .trust import METHODS, TrustReport, trust_report
+from .trust import BASELINES, METHODS, TrustReport, trust_report
 
 __all__ = ["run", "summarize"]
 
@@ -131,11 +131,10 @@ def _table(name: str, report: TrustReport) -> str:
             left = f"{_fmt(c.spearman_abs):>18} {_fmt(c.spearman):>9} {_fmt(c.ssim):>7}" if c else " " * 36
             right = f"{_fmt(d.spearman_abs):>20} {_fmt(d.spearman):>9} {_fmt(d.ssim):>7}" if d else ""
             lines.append(f"  {layer:<16} {left}   {right}")
-    lines.append(f"  {'check':<44} {'this map':>9} {'random':>9} {'centre':>9}  reading")
+    lines.append(f"  {'check':<44} {'this map':>9} {'random':>9} {'blobs':>9} {'centre':>9}  reading")
     for row in report.records():
-        lines.append(
-            f"  {row['check']:<44} {_fmt(row['this map']):>9} {_fmt(row['random map']):>9} {_fmt(row['centre blob']):>9}  {row['reading']}"
-        )
+        values = [row["this map"], row["random map"], row["random blobs"], row["centre blob"]]
+        lines.append(f"  {row['check']:<44} " + " ".join(f"{_fmt(v):>9}" for v in values) + f"  {row['reading']}")
     lines.append(f"  verdict: {report.verdict.line}")
     return "\n".join(lines)
 
@@ -146,7 +145,7 @@ def _one_line(name: str, report: TrustReport) -> str:
         parts.append(f"cascade_rho_abs={_fmt(report.randomization.cascading[-1].spearman_abs)}")
     if report.faithfulness is not None:
         d = report.faithfulness.deletion
-        parts.append(f"deletion={d['map'].auc:.3f} random={d['random'].auc:.3f}")
+        parts.append(f"deletion={d['map'].auc:.3f} random={d['random'].auc:.3f} blobs={d['smooth_random'].auc:.3f}")
     if report.contributions is not None:
         parts.append(f"contrib_rho={_fmt(report.contributions.spearman)}")
     parts.append(f"{report.seconds:.1f}s")
@@ -158,13 +157,13 @@ def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
     per_method: dict[str, dict[str, Any]] = {}
     final: dict[tuple[str, str], float] = {}
     for r in reports:
-        m = per_method.setdefault(
-            r["method"], {"images": 0, "deletion_beats_random": 0, "insertion_beats_random": 0, "final_spearman_abs": []}
-        )
+        counts = {f"{kind}_beats_{b}": 0 for kind in ("deletion", "insertion") for b in BASELINES}
+        m = per_method.setdefault(r["method"], {"images": 0} | counts | {"final_spearman_abs": []})
         m["images"] += 1
         if "deletion_auc" in r:
-            m["deletion_beats_random"] += int(r["deletion_auc"] < r["random_deletion_auc"])
-            m["insertion_beats_random"] += int(r["insertion_auc"] > r["random_insertion_auc"])
+            for b in BASELINES:
+                m[f"deletion_beats_{b}"] += int(r["deletion_auc"] < r[f"{b}_deletion_auc"])
+                m[f"insertion_beats_{b}"] += int(r["insertion_auc"] > r[f"{b}_insertion_auc"])
         cascade = r.get("randomization", {}).get("cascading") or []
         if cascade and cascade[-1]["spearman_abs"] is not None:
             m["final_spearman_abs"].append(cascade[-1]["spearman_abs"])
@@ -186,10 +185,8 @@ def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
 def _summary_lines(summary: dict[str, Any]) -> list[str]:
     lines = []
     for method, m in summary["methods"].items():
-        lines.append(
-            f"summary_{method}: images={m['images']} deletion_beats_random={m['deletion_beats_random']} "
-            f"insertion_beats_random={m['insertion_beats_random']} mean_final_spearman_abs={m['mean_final_spearman_abs']}"
-        )
+        counts = " ".join(f"{k}={v}" for k, v in m.items() if "_beats_" in k)
+        lines.append(f"summary_{method}: images={m['images']} {counts} mean_final_spearman_abs={m['mean_final_spearman_abs']}")
     if "guided_gradcam_above_saliency" in summary:
         g = summary["guided_gradcam_above_saliency"]
         lines.append(f"guided_gradcam_above_saliency={g['count']}/{g['images']}")

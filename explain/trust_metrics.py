@@ -147,8 +147,8 @@ def impute_linear(
     remove: Tensor,
     noise: float = ROAD_NOISE,
     generator: torch.Generator | None = None,
-    rtol: float = 1e-4,
-    max_iterations: int = 2000,
+    rtol: float = 1e-3,
+    max_iterations: int = 200,
 ) -> Tensor:
     """ROAD's noisy linear imputation of the pixels ``remove`` marks.
 
@@ -156,14 +156,15 @@ def impute_linear(
         x: N×C×H×W images.
         remove: N×H×W (or H×W for all) booleans, true where a pixel is to be imputed.
         noise: standard deviation of the Gaussian noise added to imputed values (0: none).
-        rtol: stop when every system's residual norm is below ``rtol`` × its right-hand side's.
+        rtol: stop when every system's residual norm is below ``rtol`` × its right-hand side's;
+            1e-3 leaves imputed values within about 1e-3 of the exact solve at 32 and 224 px,
+            ten times below the noise ROAD adds.
 
     For an imputed pixel ``i`` with in-image neighbours ``j`` of weight ``w_ij``:
     ``(Σ_j w_ij) x_i − Σ_{j imputed} w_ij x_j = Σ_{j kept} w_ij x_j``. The matrix is the weighted
     graph Laplacian restricted to the imputed pixels: symmetric and positive definite whenever
-    some pixel is kept, so Jacobi-preconditioned conjugate gradients converge. A coarse solution
-    (the same problem at half resolution, recursively) is the starting point, which cuts the
-    iterations at 224×224 with a 90 % hole from about 400 to about 60.
+    some pixel is kept, so conjugate gradients converge; a multigrid V-cycle as preconditioner
+    keeps the iterations at about 10 at any size (see :func:`_solve_harmonic`).
     """
     if x.dim() != 4:
         raise ValueError(f"impute_linear needs N×C×H×W images, got {tuple(x.shape)}")
@@ -246,7 +247,7 @@ def _vcycle(r: Tensor, levels: list[tuple[Tensor, Tensor]], depth: int) -> Tenso
     """An approximate solve of ``A e = r`` on the imputed pixels (symmetric, so CG may use it)."""
     level = levels[depth]
     unknown, inverse_degree = level
-    sweeps = _SWEEPS if depth + 1 < len(levels) else 20  # the 4×4 coarsest grid: smoothing alone solves it
+    sweeps = _SWEEPS if depth + 1 < len(levels) else 8  # the ≤4×4 coarsest grid: a few more sweeps stand in for a solve
     e = _OMEGA * unknown * r * inverse_degree
     for _ in range(sweeps - 1):
         e = e + _OMEGA * unknown * (r - _apply(e, level)) * inverse_degree
