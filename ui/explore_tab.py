@@ -31,7 +31,7 @@ from explain.images import load_image
 from explain.panels import atlas_html, attribution_html, channels_html, contributions_html, heads_html, note_html
 from explain.reference import ReferenceMissing, candidate_roots, data_root, fetch_reference
 
-from . import links
+from . import links, trust_panel
 from .caching import cached, examples_cache_folder
 from .shared import HUB, TOP_CLASS, examples, gpu, image_input, open_choices, outputs, settings, unchanged, user_errors
 
@@ -435,10 +435,14 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
     with gr.Row():
         with gr.Column():
             gr.Markdown("### Which pixels matter? (captum input attribution)")
-            method = gr.Radio(methods, value=methods[0], label="Method")
+            method = gr.Radio(
+                [(f"{label} (caution: edges more than the model)" if label == Method.GUIDED_GRADCAM.label else label, label) for label in methods],
+                value=methods[0], label="Method", info="“Can I trust this map?” below tests the map you see",
+            )  # fmt: skip
             noise = gr.Checkbox(False, label="Smooth with NoiseTunnel (SmoothGrad; slower)")
             attribute_button = gr.Button("Attribute", elem_id="attribute-button")
             attribution = gr.HTML(note_html(ATTRIBUTION_HINT), label="Attribution", elem_id="attribution-panel", js_on_load=None)
+            trust_panel.build(image, model, target, method)
         with gr.Column():
             gr.Markdown("### Knock branches out (a causal check)")
             knock = gr.Dropdown(
