@@ -208,10 +208,14 @@ def test_mcp_lists_the_agent_tools_and_classify_answers_with_three_heads(server)
                 tools = {tool.name: tool for tool in (await mcp.list_tools()).tools}
                 classified = await mcp.call_tool("classify", {"image": picture, "model": "bundled", "topk": 5})
                 explored = await mcp.call_tool("explore", {"image": picture, "model": "bundled", "target": "cat"})
-                return tools, classified, explored
+                trusted = await mcp.call_tool("trust_map", {"image": picture, "model": "bundled", "method": "saliency"})
+                return tools, classified, explored, trusted
 
-    tools, classified, explored = asyncio.run(session())
-    assert set(tools) == {"classify", "explore", "attribute", "knock_out"}  # not the UI's plotly endpoints
+    tools, classified, explored, trusted = asyncio.run(session())
+    assert set(tools) == {"classify", "explore", "attribute", "knock_out", "trust_map"}  # not the UI's plotly endpoints
+    scores = json.loads(trusted.content[-1].text)
+    assert scores["method"] == "saliency" and [s["layer"] for s in scores["randomization"]["cascading"]][:2] == ["fc", "inception5b"]
+    assert 0 <= scores["deletion_auc"] <= 1 and scores["verdict"]["line"] and "Adebayo" in tools["trust_map"].description
     assert "auxiliary heads" in tools["classify"].description and "36 Inception branches" in tools["explore"].description
     assert "index" in tools["explore"].inputSchema["properties"]["target"]["description"]
     assert not classified.isError

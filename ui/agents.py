@@ -8,7 +8,8 @@ section). The UI's own endpoints (plotly figures, training, uploads) stay in the
 out of the MCP tool list by :func:`keep_to_agent_tools`.
 
 Tools: ``classify`` (the Explore tab's, ``/classify``), ``explore`` (``/explore_atlas``),
-``attribute`` (``/attribute_map``), ``knock_out`` (``/knock_out``), ``train_status``.
+``attribute`` (``/attribute_map``), ``knock_out`` (``/knock_out``), ``trust_map`` (``/trust_map``:
+explain/trust.py's sanity checks and faithfulness scores), ``train_status``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from explain.snapshot import ablation_summary, atlas_image, attribution_summary,
 
 from .shared import HUB, gpu, image_input, outputs, user_errors
 
-__all__ = ["explore", "attribute", "knock_out", "build", "keep_to_agent_tools", "AGENT_ENDPOINTS"]
+__all__ = ["explore", "attribute", "knock_out", "trust_map", "build", "keep_to_agent_tools", "AGENT_ENDPOINTS"]
 
-# API names of the endpoints listed as MCP tools; the trust-score tool (explain/trust.py) joins here.
-AGENT_ENDPOINTS = ("/classify", "/explore_atlas", "/attribute_map", "/knock_out")
+# API names of the endpoints listed as MCP tools.
+AGENT_ENDPOINTS = ("/classify", "/explore_atlas", "/attribute_map", "/knock_out", "/trust_map")
 # Gradio 6.31's MCP server hands a queued tool's outputs over as one text (``[result]`` in
 # gradio/mcp.py ``_execute_tool_without_progress``), which would turn the PNG into a file path:
 # these tools run outside the queue, and this bounds them as the queue would (2 passes at a time,
@@ -117,6 +118,30 @@ def knock_out(image, model: str = "", target: str = "", branches: list[str] | No
     return _json(ablation_summary(ablation))
 
 
+@user_errors
+@gpu
+def trust_map(image, model: str = "", target: str = "", method: str = "integrated_gradients", road: bool = False) -> str:
+    """Can an attribution map be trusted? Runs sanity checks and faithfulness scores for one image, class and method on GoogLeNet.
+
+    Args:
+        image: the picture (a URL or an uploaded file).
+        model: "" for the server's default, or a value from the app's model list.
+        target: the class whose map is checked, by name or index; "" for the main head's top class.
+        method: "integrated_gradients", "saliency", "occlusion", "guided_gradcam" or "gradcam" (Grad-CAM at inception5b, upsampled).
+        road: also run ROAD (noisy linear imputation; about doubles the time).
+
+    Returns:
+        JSON with the keys of `python -m explain.trust`: the model-parameter randomisation test (Adebayo et al. 2018; Spearman rank correlation and SSIM after each cascading step from fc down to conv1: a map that stays similar does not depend on what the model learned), deletion and insertion AUCs against a random map (Petsiuk et al. 2018; lower deletion and higher insertion are better), ROAD when asked, the rank correlation of the branches' first-order contributions with real knock-outs, and a one-line verdict in plain words.
+    """
+    from explain.trust import trust_report
+
+    explorer = HUB.explorer(model or None)
+    picture = load_image(image_input(image))
+    with _PASSES:
+        report = trust_report(explorer, picture, method, _target(target), independent=False, road=bool(road))
+    return _json(report.to_json())
+
+
 def _json(summary: dict) -> str:
     """JSON text: MCP turns a non-image output into text, and Gradio's JSON component would arrive as a Python repr."""
     return json.dumps(summary, ensure_ascii=False, indent=1)
@@ -146,8 +171,11 @@ def build(spec) -> None:
     gr.Button(visible=False).click(
         knock_out, [image, model, target, branches], summary, api_name="knock_out", preprocess=False, queue=False
     )
-    # explain/trust.py (sanity checks and faithfulness scores) becomes a tool here: a function with
-    # an Args: docstring returning a JSON summary, its api name added to AGENT_ENDPOINTS.
+    method_name = gr.Textbox("integrated_gradients", visible=False, label="method")
+    road = gr.Checkbox(False, visible=False, label="road")
+    gr.Button(visible=False).click(
+        trust_map, [image, model, target, method_name, road], summary, api_name="trust_map", preprocess=False, queue=False
+    )
 
 
 def keep_to_agent_tools(demo: gr.Blocks, endpoints: tuple[str, ...] = AGENT_ENDPOINTS) -> list[str]:
