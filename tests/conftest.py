@@ -162,3 +162,14 @@ def write_png_folder(cifar, root: Path, train: int, val: int | None, start: int 
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(images[i].permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.png")
     return root
+
+
+def small_checkpoint(path, seed=0):
+    """A width-0.125 CIFAR checkpoint with random weights, saved at ``path``."""
+    from googlenet.model import GoogLeNet
+    from googlenet.preprocess import Preprocess
+    from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, save_checkpoint
+
+    torch.manual_seed(seed)
+    meta = CheckpointMeta(CIFAR10_CLASSES, Preprocess(32, 32, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)), training={"accuracy": {"main": 0.5}})
+    return save_checkpoint(path, GoogLeNet(num_classes=10, stem="cifar", width=0.125), meta)

@@ -4,13 +4,10 @@ import socket
 import time
 
 import pytest
-import torch
 
 import app
 from bench.hostile import checkpoint_cases, image_cases, write
-from googlenet.model import GoogLeNet
-from googlenet.preprocess import Preprocess
-from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, save_checkpoint
+from tests.conftest import small_checkpoint
 
 EXAMPLE = "assets/examples/photos/cat.jpg"
 
@@ -50,12 +47,6 @@ def call(client, *args, api_name):
     from gradio_client import handle_file
 
     return client.predict(*[handle_file(a) if isinstance(a, str) and os.path.isfile(a) else a for a in args], api_name=api_name)
-
-
-def small_checkpoint(path, seed=0):
-    torch.manual_seed(seed)
-    meta = CheckpointMeta(CIFAR10_CLASSES, Preprocess(32, 32, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)), training={"accuracy": {"main": 0.5}})
-    return save_checkpoint(path, GoogLeNet(num_classes=10, stem="cifar", width=0.125), meta)
 
 
 def test_classify_returns_all_three_heads(client):

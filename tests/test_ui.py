@@ -4,7 +4,7 @@ from PIL import Image
 
 from explain import Explorer
 from googlenet.weights import runs_dir
-from tests.conftest import make_loaded
+from tests.conftest import make_loaded, small_checkpoint
 from ui import architecture_tab, compare_tab, explore_tab, train_tab
 from ui.shared import HUB, TOP_CLASS, banner
 
@@ -52,8 +52,6 @@ def test_compare_starts_with_a_partner_that_means_something():
     assert value == "untrained:bundled" and ("bundled small CIFAR-10 model — untrained twin (random init)", value) in choices
     twin = HUB.loaded(value)
     assert twin.classes == HUB.loaded("bundled").classes and not twin.trained
-    from tests.test_app import small_checkpoint
-
     small_checkpoint(runs_dir() / "mine" / "last.safetensors")
     assert compare_tab.default_partner("bundled")[1] == "runs:mine/last.safetensors"
 
