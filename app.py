@@ -91,7 +91,7 @@ def build(rules: Settings | None = None) -> gr.Blocks:
             with gr.Tab("Explore", id="explore"):
                 explore = explore_tab.build(model, default)
             with gr.Tab("Compare", id="compare"):
-                compare_tab.build(default)
+                compare_models = list(compare_tab.build(default))
             with gr.Tab("Train", id="train"):
                 whoami, train_folder = train_tab.build(model, token)
             with gr.Tab("Architecture", id="architecture"):
@@ -101,14 +101,18 @@ def build(rules: Settings | None = None) -> gr.Blocks:
         model.change(banner, model, live, api_visibility="private", queue=False).then(
             architecture_tab.architecture_view, model, architecture, api_visibility="private"
         )
-        refresh.click(model_choices_update, model, model, api_visibility="private")
+        refresh.click(model_choices_update, model, model, api_visibility="private").then(
+            compare_tab.visitor_choices, compare_models, compare_models, api_visibility="private", queue=False
+        )
         upload.upload(upload_checkpoint, upload, [model, live], api_name="upload_checkpoint")
         agents.build(HUB.loaded(default).spec)
         # Who is here (their own runs and uploads join the model list), then the shared view of the
         # address if any, then the exploration it asks for (the first example is drawn with the page).
         demo.load(
             train_tab.identify, token, outputs(train_tab.Identity, dict(token=token, whoami=whoami)), api_visibility="private", queue=False
-        ).then(model_choices_update, model, model, api_visibility="private", queue=False)
+        ).then(model_choices_update, model, model, api_visibility="private", queue=False).then(
+            compare_tab.visitor_choices, compare_models, compare_models, api_visibility="private", queue=False
+        )
         demo.load(links.open_link, None, explore.link_outputs, api_visibility="private", queue=False).then(
             links.show_picture, explore.linked_picture, explore.image, api_visibility="private", queue=False
         ).then(

@@ -92,3 +92,19 @@ def test_architecture_diagram_keeps_the_aux_heads_clear_of_branch4():
     lines = [s for s in figure.layout.shapes if s.type == "line"]
     assert all(line.y0 <= min(s.y0 for s in branch4) for line in lines)  # connectors start below branch4's label
     assert "1×1→5×5" in figure.layout.annotations[0].text  # the paper's kernel, said where the diagram shows 3×3
+
+
+def test_compare_lists_a_visitors_own_runs_and_not_anothers(monkeypatch):
+    from googlenet.owners import Owner, write_owner
+
+    alice, bob = "a1" * 10, "b2" * 10
+    small_checkpoint(runs_dir() / "alice-run" / "last.safetensors")
+    write_owner(runs_dir() / "alice-run", Owner(alice, "visitor amber otter"))
+    monkeypatch.setattr(HUB, "private_listing", True)
+    for viewer, sees in ((alice, True), (bob, False)):
+        monkeypatch.setattr(compare_tab, "viewer_key", lambda viewer=viewer: viewer)
+        monkeypatch.setattr("ui.shared.viewer_key", lambda viewer=viewer: viewer)
+        a, b = compare_tab.visitor_choices("bundled", "untrained:bundled")
+        for update in (a, b):
+            assert ("runs:alice-run/last.safetensors" in [v for _, v in update["choices"]]) is sees
+        assert a["value"] == "bundled" and b["value"] == "untrained:bundled"  # the current choices stay

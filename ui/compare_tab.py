@@ -16,7 +16,7 @@ from explain.figures import MAP_KINDS
 from explain.images import load_image
 from explain.panels import atlas_html, heads_html, map_range, note_html
 
-from .shared import HUB, examples, gpu, image_input, open_choices, outputs, unchanged, user_errors
+from .shared import HUB, examples, gpu, image_input, model_choices_update, open_choices, outputs, unchanged, user_errors, viewer_key
 
 SCALES = {
     "each map its own": "every map scaled to its own peak, as in Explore: where each branch looks, readable for both models",
@@ -66,6 +66,16 @@ def default_partner(default: str) -> tuple[list[tuple[str, str]], str]:
     twin = f"untrained:{default}"
     with_twin = [*choices, (HUB.untrained_label(default), twin)] if default != "random" else choices
     return with_twin, (trained[0] if trained else twin if default != "random" else default)
+
+
+def visitor_choices(model_a, model_b):
+    """Both pickers as this visitor may see them (their own runs and uploads join on a public
+    server), keeping the current choices where they are still there."""
+    a = model_choices_update(model_a)
+    choices_b, value_b = default_partner(HUB.default())
+    choices_b = [*HUB.choices(viewer_key()), *(c for c in choices_b if c[1].startswith("untrained:"))]
+    values_b = [v for _, v in choices_b]
+    return a, gr.update(choices=choices_b, value=model_b if model_b in values_b else value_b if value_b in values_b else values_b[0])
 
 
 def build(default: str) -> tuple[gr.Dropdown, gr.Dropdown]:
