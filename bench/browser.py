@@ -25,15 +25,7 @@ import time
 from pathlib import Path
 
 from bench.app import launch
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from bench.chromium import CHROMIUM_ARGS
 
 # A short string describing what a panel shows now (null while it shows nothing): plotly figures
 # by title, trace count, first values, colour scale, opacity and outline; HTML panels by the

@@ -338,14 +338,19 @@ def contributions_figure(exploration: Exploration) -> go.Figure:
     return go.Figure(data=[trace], layout=layout)
 
 
-def channels_figure(exploration: Exploration, branch: str, n: int = 16, colorscale: str = "Inferno", opacity: float = 0.0) -> go.Figure:
-    """The ``n`` channels of ``branch`` with the highest mean activation, each on its own scale."""
+def top_channels(exploration: Exploration, branch: str, n: int = 16) -> tuple[Tensor, Tensor, list[int]]:
+    """``branch``'s activations (C×H×W), each channel's mean, and its ``n`` most active channels."""
     if branch not in exploration.cams:
         raise ValueError(f"unknown branch {branch!r}; expected e.g. 'inception4c.branch3'")
     act = exploration.activations[branch]
-    n = max(1, min(n, act.shape[0]))
     means = act.mean(dim=(1, 2))
-    order = means.argsort(descending=True)[:n].tolist()
+    return act, means, means.argsort(descending=True)[: max(1, min(n, act.shape[0]))].tolist()
+
+
+def channels_figure(exploration: Exploration, branch: str, n: int = 16, colorscale: str = "Inferno", opacity: float = 0.0) -> go.Figure:
+    """The ``n`` channels of ``branch`` with the highest mean activation, each on its own scale."""
+    act, means, order = top_channels(exploration, branch, n)
+    n = len(order)
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     grid = _Mosaic(rows, cols, exploration.image if opacity > 0 else None, max_side=96)

@@ -28,7 +28,7 @@ from torch import Tensor
 from .attributions import Attribution
 from .colormaps import COLORSCALES, sample, signed_scale
 from .explorer import HEADS, Exploration, Prediction
-from .figures import HEAD_TITLES, MAP_KINDS, branch_map, map_range
+from .figures import HEAD_TITLES, MAP_KINDS, branch_map, map_range, top_channels
 
 __all__ = [
     "PANEL_CSS",
@@ -243,12 +243,8 @@ def atlas_html(
 
 def channels_html(exploration: Exploration, branch: str, n: int = 16, colorscale: str | None = "Inferno", standalone: bool = False) -> str:
     """The ``n`` channels of ``branch`` with the highest mean activation, each on its own scale."""
-    if branch not in exploration.cams:
-        raise ValueError(f"unknown branch {branch!r}; expected e.g. 'inception4c.branch3'")
-    act = exploration.activations[branch]
-    n = max(1, min(n, act.shape[0]))
-    means = act.mean(dim=(1, 2))
-    order = means.argsort(descending=True)[:n].tolist()
+    act, means, order = top_channels(exploration, branch, n)
+    n = len(order)
     cols = int(np.ceil(np.sqrt(n)))
     cells = []
     for channel in order:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.chromium import CHROMIUM_ARGS
+
 ROOT = Path(__file__).resolve().parent.parent
 # The real CIFAR-10 subset (4,068 train + 1,017 test images) lives outside the repository.
 CIFAR_SUBSET = Path(os.environ.get("CIFAR10_SUBSET", ROOT.parent / "shared" / "data" / "cifar10-subset"))
@@ -66,15 +68,6 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 # -- browser tests (tests/e2e): one app process and one Chromium per module --------------------
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def free_port() -> int:
