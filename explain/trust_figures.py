@@ -125,13 +125,13 @@ def faithfulness_figure(report: TrustReport) -> go.Figure:
             )  # fmt: skip
     axis = dict(range=[0, 1], tickformat=".0%", gridcolor="#e5e7eb", fixedrange=True)
     layout = dict(
-        template="none", font=_FONT, height=380, margin=dict(l=56, r=12, t=56, b=40), paper_bgcolor="white", plot_bgcolor="white",
+        template="none", font=_FONT, height=440, margin=dict(l=56, r=12, t=56, b=110), paper_bgcolor="white", plot_bgcolor="white",
         title=dict(text=f"{report.label}: p(“{report.target_name}”) as the most relevant pixels are deleted (left, lower is better) or inserted into a blurred copy (right, higher is better)", x=0.5, font=dict(size=12)),
         xaxis=axis | dict(domain=[0, 0.46], title="fraction of pixels deleted", anchor="y"),
         yaxis=axis | dict(title="probability", tickformat=".0%", anchor="x"),
         xaxis2=axis | dict(domain=[0.54, 1], title="fraction of pixels inserted", anchor="y2"),
         yaxis2=axis | dict(tickformat=".0%", anchor="x2"),
-        legend=dict(orientation="h", y=-0.2, font=dict(size=10)),
+        legend=dict(orientation="h", y=-0.22, yanchor="top", font=dict(size=10)),
     )  # fmt: skip
     return go.Figure(data=data, layout=layout)
 
@@ -155,11 +155,11 @@ def road_figure(report: TrustReport) -> go.Figure:
                 )
             )  # fmt: skip
     layout = dict(
-        template="none", font=_FONT, height=360, margin=dict(l=56, r=12, t=48, b=40), paper_bgcolor="white", plot_bgcolor="white",
+        template="none", font=_FONT, height=420, margin=dict(l=56, r=12, t=48, b=110), paper_bgcolor="white", plot_bgcolor="white",
         title=dict(text=f"ROAD for {report.label}: most relevant first (lower is better) and least relevant first (higher is better)", x=0.5, font=dict(size=12)),
         xaxis=dict(range=[0.05, 0.95], tickformat=".0%", title="fraction of pixels imputed", gridcolor="#e5e7eb", fixedrange=True),
         yaxis=dict(range=[0, 1], tickformat=".0%", title=f"p(“{report.target_name}”)", gridcolor="#e5e7eb", fixedrange=True),
-        legend=dict(orientation="h", y=-0.25, font=dict(size=10)),
+        legend=dict(orientation="h", y=-0.22, yanchor="top", font=dict(size=10)),
     )  # fmt: skip
     return go.Figure(data=data, layout=layout)
 
@@ -188,11 +188,11 @@ def contributions_figure(report: TrustReport) -> go.Figure:
         ),
     ]  # fmt: skip
     layout = dict(
-        template="none", font=_FONT, height=420, margin=dict(l=64, r=12, t=48, b=48), paper_bgcolor="white", plot_bgcolor="white",
+        template="none", font=_FONT, height=460, margin=dict(l=64, r=12, t=48, b=100), paper_bgcolor="white", plot_bgcolor="white",
         title=dict(text=f"First-order contribution vs measured knock-out for “{report.target_name}” (logit units; colour: depth)", x=0.5, font=dict(size=12)),
         xaxis=dict(title="estimate Σ ∂y/∂A ⊙ A (what the atlas corners show)", gridcolor="#e5e7eb", zeroline=True, zerolinecolor="#9ca3af"),
         yaxis=dict(title="measured fall of the logit when zeroed", gridcolor="#e5e7eb", zeroline=True, zerolinecolor="#9ca3af"),
-        legend=dict(orientation="h", y=-0.2),
+        legend=dict(orientation="h", y=-0.18, yanchor="top"),
     )  # fmt: skip
     return go.Figure(data=data, layout=layout)
 

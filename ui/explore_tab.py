@@ -442,7 +442,6 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
             noise = gr.Checkbox(False, label="Smooth with NoiseTunnel (SmoothGrad; slower)")
             attribute_button = gr.Button("Attribute", elem_id="attribute-button")
             attribution = gr.HTML(note_html(ATTRIBUTION_HINT), label="Attribution", elem_id="attribution-panel", js_on_load=None)
-            trust_panel.build(image, model, target, method)
         with gr.Column():
             gr.Markdown("### Knock branches out (a causal check)")
             knock = gr.Dropdown(
@@ -452,6 +451,7 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
             knock_button = gr.Button("Knock out", elem_id="knock-button")
             knock_plot = gr.Plot(show_label=False, label="Change of the target's probability", elem_id="knock-plot")
             knock_table = gr.Markdown(label="Knock-out table", elem_id="knock-table")
+    trust_panel.build(image, model, target, method)  # full width: its curves need the room
 
     components = dict(
         exploration=exploration, heads=heads, atlas=atlas, contributions=contributions, channels=channels,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import gradio as gr
+import pandas as pd
 
 from explain import Method
 from explain.images import load_image
@@ -85,12 +86,21 @@ def trust_view(image, model, target, method, extras, progress=gr.Progress()) -> 
     road = report.faithfulness is not None and report.faithfulness.road is not None
     return TrustView(
         trust_verdict=verdict,
-        trust_scores=report.records(),
+        trust_scores=scores_table(report.records()),
         trust_randomization=randomization_figure(report),
         trust_faithfulness=faithfulness_figure(report),
         trust_contributions=contributions_figure(report),
         trust_road=gr.update(value=road_figure(report) if road else None, visible=road),
     )
+
+
+def scores_table(records: list[dict]) -> pd.DataFrame:
+    """The scores as the table shows them: three decimals, "–" where a baseline does not apply."""
+    table = pd.DataFrame.from_records(records)
+    for column in table.columns:
+        if column not in ("check", "reading"):
+            table[column] = table[column].map(lambda v: "–" if v is None or v != v else f"{v:.3f}")
+    return table
 
 
 def explorer_report(explorer, picture, method: str, target, extras: set[str], progress):
