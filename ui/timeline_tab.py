@@ -11,7 +11,7 @@ pass.
 Live: a timer looks at the selected run's epoch files every few seconds (a directory listing, no
 model); when one appears, that epoch alone is measured, in the queue like any request, never in
 the training thread. Live is on by default on a GPU and off on a CPU: on the 2-core development
-CPU one epoch's measurement of the 1,017 test images took 67–138 s (loaded machine), about as long
+CPU one epoch's measurement of the 1,017 test images took 16–138 s (by the machine's load), about as long
 as training the epoch at width 0.125, and serving threads outrank the niced trainer; there the
 user presses "Measure new epochs" when they want them.
 
@@ -61,7 +61,7 @@ log = logging.getLogger("googlenet-explorer")
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")  # what a run folder's name may be (no separators, no "..")
 MAX_IMAGES = 2000  # test images measured per epoch (the engine's default: ±1 % on an accuracy)
-POLL_S = 3.0
+POLL_S = 5.0
 METRICS = [("class selectivity", "selectivity"), ("energy share", "energy"), ("knock-out importance", "importance")]
 HINT = "Pick a run above: its epochs are measured once (then cached beside the run) and drawn here."
 LIVE_INFO = (
@@ -222,7 +222,7 @@ def select_run(run, request: gr.Request = None) -> TimelineView:
     """A run was picked (or its pick cleared): empty every panel at once, so nothing of the run
     shown before stays on the page while the new one is measured."""
     _remember(request, run or None)
-    return cleared(f"⏳ Reading **{run}**…" if run else HINT)
+    return cleared(f"Reading **{run}**…" if run else HINT)
 
 
 def _test_set(folder: Path) -> CIFAR10 | None:
@@ -255,7 +255,7 @@ def _problem(run: str, folder: Path | None, error: BaseException) -> str:
         for where in {str(folder.resolve()), str(folder)}:
             text = text.replace(where, f"run “{run}”")
     if folder is not None and "no epoch-NNN.safetensors" in text and _training(folder):
-        return f"⏳ **{run}** is training: its first epoch checkpoint is not written yet. It appears here when epoch 1 ends."
+        return f"**{run}** is training: its first epoch checkpoint is not written yet. It appears here when epoch 1 ends."
     return f"⚠️ **{run}**: {text}"
 
 
@@ -270,6 +270,12 @@ def timeline_view(run, metric="selectivity", request: gr.Request = None, progres
         shown = _listing(folder)
         progress(0, desc=f"{run}: reading the cache")
         result = _measure(folder, lambda fraction, message: progress(fraction, desc=f"{run}: {message}"))
+        log.info(
+            "timeline of %s: %d epochs measured now, %d cached",
+            run,
+            result.numbers.computed,
+            len(result.numbers.entries) - result.numbers.computed,
+        )
         view = _draw(run, folder, result, metric, shown)
     except (*USER_ERRORS, OSError) as error:
         view = cleared(_problem(run, folder, error), shown)
@@ -315,6 +321,7 @@ def timeline_poll(run, live, shown, pending, request: gr.Request = None):
         return gr.skip()
     if listing == tuple(shown) or listing == pending:
         return gr.skip()
+    log.info("timeline of %s: epoch files changed, measuring", run)
     return listing
 
 
@@ -389,8 +396,9 @@ def build() -> TimelineTab:
     pending.change(**view, api_visibility="private", show_progress="minimal")
     metric.input(**view, api_visibility="private")  # from the cache: only epochs written since are measured
     gr.Timer(POLL_S).tick(
-        timeline_poll, [run, live, shown, pending], pending, api_visibility="private", show_progress="hidden", queue=False
-    )
+        timeline_poll, [run, live, shown, pending], pending, api_visibility="private", show_progress="hidden",
+        concurrency_id="timeline-poll", concurrency_limit=None,
+    )  # fmt: skip
 
     lists = outputs(RunLists, dict(run=run, compared=compared))
     refresh.click(run_choices, [run, compared], lists, api_visibility="private", queue=False)
