@@ -18,7 +18,7 @@ import gradio as gr
 
 from explain.panels import PANEL_CSS, colormap_defs
 from googlenet.jobs import limit_malloc_arenas
-from ui import agents, architecture_tab, compare_tab, explore_tab, links, train_tab
+from ui import agents, architecture_tab, compare_tab, explore_tab, links, timeline_tab, train_tab
 from ui.caching import cached
 from ui.settings import Settings, add_arguments, from_environment
 from ui.shared import (
@@ -94,6 +94,8 @@ def build(rules: Settings | None = None) -> gr.Blocks:
                 compare_models = list(compare_tab.build(default))
             with gr.Tab("Train", id="train"):
                 whoami, train_folder = train_tab.build(model, token)
+            with gr.Tab("Timeline", id="timeline") as timeline_page:
+                timeline = timeline_tab.build()
             with gr.Tab("Architecture", id="architecture"):
                 architecture = architecture_tab.build(default)
         explore_tab.wire_microscope(explore, model, train_folder)
@@ -104,6 +106,8 @@ def build(rules: Settings | None = None) -> gr.Blocks:
         refresh.click(model_choices_update, model, model, api_visibility="private").then(
             compare_tab.visitor_choices, compare_models, compare_models, api_visibility="private", queue=False
         )
+        # the run lists, as this visitor may see them, whenever the Timeline tab opens
+        timeline_page.select(timeline_tab.run_choices, timeline.lists, timeline.lists, api_visibility="private", queue=False)
         upload.upload(upload_checkpoint, upload, [model, live], api_name="upload_checkpoint")
         agents.build(HUB.loaded(default).spec)
         # Who is here (their own runs and uploads join the model list), then the shared view of the
@@ -112,7 +116,7 @@ def build(rules: Settings | None = None) -> gr.Blocks:
             train_tab.identify, token, outputs(train_tab.Identity, dict(token=token, whoami=whoami)), api_visibility="private", queue=False
         ).then(model_choices_update, model, model, api_visibility="private", queue=False).then(
             compare_tab.visitor_choices, compare_models, compare_models, api_visibility="private", queue=False
-        )
+        ).then(timeline_tab.run_choices, timeline.lists, timeline.lists, api_visibility="private", queue=False)
         demo.load(links.open_link, None, explore.link_outputs, api_visibility="private", queue=False).then(
             links.show_picture, explore.linked_picture, explore.image, api_visibility="private", queue=False
         ).then(

@@ -128,6 +128,7 @@ def _last_per_epoch(events: list[EpochEvent]) -> list[EpochEvent]:
 
 def _figure(names, steps, epochs, smoothing: float, log_y: bool, max_points: int) -> go.Figure:
     data: list[dict] = []
+    last = max((e[-1].epoch for e in epochs if e), default=1)
     for i, (name, run_steps, run_epochs) in enumerate(zip(names, steps, epochs)):
         color = _PALETTE[i % len(_PALETTE)]
         if run_steps:
@@ -162,7 +163,7 @@ def _figure(names, steps, epochs, smoothing: float, log_y: bool, max_points: int
         template="none", paper_bgcolor="white", plot_bgcolor="#fafafa", height=400,
         title=dict(text="Runs compared: total loss per step (left), test accuracy per epoch (right; main solid, aux heads dotted)", x=0.5, font=dict(size=13)),
         xaxis=dict(domain=[0, 0.58], title="step", **_GRID), yaxis=dict(title="loss", type="log" if log_y else "linear", **_GRID),
-        xaxis2=dict(domain=[0.68, 1], title="epoch", anchor="y2", **_GRID),
+        xaxis2=dict(domain=[0.68, 1], title="epoch", anchor="y2", dtick=max(1, -(-last // 8)), **_GRID),  # whole epochs
         yaxis2=dict(title="test accuracy", range=[0, 1], tickformat=".0%", anchor="x2", **_GRID),
         legend=dict(orientation="h", y=-0.22), margin=dict(l=60, r=12, t=40, b=40),
     )  # fmt: skip

@@ -111,9 +111,9 @@ def timeline(
 
     Arguments as :func:`googlenet.timeline.run_timeline`; the atlas needs the test set's probe image.
     """
-    numbers = run_timeline(run, data, max_images, device, precision, progress, on_entry)
+    numbers = run_timeline(run, data, max_images, device, precision, _part(progress, 0.0, 0.9), on_entry)
     path = resolve_run(run)
-    return _with_atlas(path, numbers, data, device, compute=True)
+    return _with_atlas(path, numbers, data, device, compute=True, progress=_part(progress, 0.9, 1.0))
 
 
 def cached_timeline(run: str | os.PathLike, data: CIFAR10 | str | os.PathLike | None = None) -> RunTimeline:
@@ -122,10 +122,17 @@ def cached_timeline(run: str | os.PathLike, data: CIFAR10 | str | os.PathLike | 
     return _with_atlas(path, read_timeline(path), data, None, compute=False)
 
 
+def _part(progress: Callable[[float, str], None] | None, low: float, high: float) -> Callable[[float, str], None] | None:
+    """``progress`` for one stage of the work: its 0 … 1 mapped to ``low`` … ``high`` of the whole."""
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(low + (high - low) * fraction, message)
+
+
 # -- the atlas per epoch --------------------------------------------------------------------
 
 
-def _with_atlas(path: Path, numbers: Timeline, data, device, compute: bool) -> RunTimeline:
+def _with_atlas(path: Path, numbers: Timeline, data, device, compute: bool, progress=None) -> RunTimeline:
     config = _run_config(path)
     probe_index = int(config.get("probe_index", 0))
     spec, classes, kernels = _network(path)
@@ -137,7 +144,9 @@ def _with_atlas(path: Path, numbers: Timeline, data, device, compute: bool) -> R
     missing = {e: p for e, p in files.items() if digests[e] not in stored} if compute else {}
     if missing:
         picture, target = _probe(data if data is not None else run_data(path), probe_index)
-        for epoch, file in missing.items():
+        for i, (epoch, file) in enumerate(missing.items()):
+            if progress is not None:
+                progress(i / len(missing), f"epoch {epoch}: the probe's atlas")
             try:
                 loaded = load_model(file, device=device)
             except (CheckpointError, OSError):
