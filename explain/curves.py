@@ -124,7 +124,7 @@ def training_figure(
         for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2"):
             layout[axis] = dict(layout[axis], visible=False)
         layout.update(plot_bgcolor="white", height=160)
-        text = "No steps yet: press Start. The loss per step (left) and each head's test accuracy per epoch (right) appear here."
+        text = "No steps yet: press Start.<br>The loss per step (left) and each head's test accuracy per epoch (right) appear here."
         layout["annotations"] = [
             dict(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=13, color="#6b7280"))
         ]
@@ -149,7 +149,13 @@ def thin_records(records: Sequence[dict], max_records: int) -> list[dict]:
     return [records[i] for i in index.tolist()]
 
 
-def norms_figure(steps: Sequence[dict], smoothing: float = 0.6, max_points: int = 2000, max_records: int | None = None) -> go.Figure:
+def norms_figure(
+    steps: Sequence[dict],
+    smoothing: float = 0.6,
+    max_points: int = 2000,
+    max_records: int | None = None,
+    trace_type: str = "scattergl",
+) -> go.Figure:
     """Gradient norm (left, log scale) and weight norm (right) of each module per logged step.
 
     ``steps``: step records with ``step``, ``grad_norm`` and ``weight_norm`` (module → value, as
@@ -160,6 +166,8 @@ def norms_figure(steps: Sequence[dict], smoothing: float = 0.6, max_points: int 
 
     ``max_records``: smooth and draw at most this many records, evenly spaced (a live plot
     re-drawn every second: the smoothing loops over ~15 modules × 2 series per record).
+    ``trace_type``: ``"scatter"`` (SVG) beside another live WebGL plot, whose re-draws would
+    otherwise use up the browser's WebGL contexts.
     """
     records = [r for r in steps if r.get("grad_norm")]
     if max_records is not None:
@@ -185,14 +193,14 @@ def norms_figure(steps: Sequence[dict], smoothing: float = 0.6, max_points: int 
                 xs, ys = downsample(x[keep], ema(y[keep], smoothing), max_points)
                 data.append(
                     dict(
-                        type="scattergl", mode="lines", x=xs, y=np.round(ys, 6), name=name, legendgroup=name,
+                        type=trace_type, mode="lines", x=xs, y=np.round(ys, 6), name=name, legendgroup=name,
                         showlegend=key == "grad_norm", line=dict(color=color, width=1.3, dash=dash),
                         hovertemplate=f"{name} {key.replace('_', ' ')}" + " %{y:.3g} at step %{x}<extra></extra>", **axes,
                     )
                 )  # fmt: skip
     layout = dict(
         template="none",
-        xaxis=dict(domain=[0, 0.47], title="step", **_GRID), yaxis=dict(title="gradient norm", type="log", **_GRID),
+        xaxis=dict(domain=[0, 0.47], title="step", **_GRID), yaxis=dict(title="gradient norm", type="log", dtick="D2", **_GRID),
         xaxis2=dict(domain=[0.55, 1], title="step", anchor="y2", **_GRID), yaxis2=dict(title="weight norm", anchor="x2", **_GRID),
         height=380, margin=dict(l=60, r=12, t=30, b=40), legend=dict(orientation="h", y=-0.22, font=dict(size=10)),
         paper_bgcolor="white", plot_bgcolor="#fafafa", uirevision="norms",
@@ -201,7 +209,7 @@ def norms_figure(steps: Sequence[dict], smoothing: float = 0.6, max_points: int 
         for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2"):
             layout[axis] = dict(layout[axis], visible=False)
         layout.update(plot_bgcolor="white", height=160)
-        text = "No gradient norms logged yet: each module's gradient norm (left) and weight norm (right) per step appear here."
+        text = "No gradient norms logged yet.<br>Each module's gradient norm (left) and weight norm (right) per step appear here."
         layout["annotations"] = [
             dict(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=13, color="#6b7280"))
         ]

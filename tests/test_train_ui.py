@@ -124,7 +124,7 @@ def test_a_public_server_takes_a_zip_only_from_its_upload_folder(tmp_path, rules
 def test_finetuning_is_disabled_with_the_reason_when_the_weights_cannot_be_had(rules, tmp_path):
     rules(public=False, data_root=tmp_path)
     note = train_tab.finetune_note()  # offline in tests (GOOGLENET_OFFLINE=1)
-    assert note and note.startswith("Not offered here. ImageNet weights unavailable: ")
+    assert note and note.startswith("Not offered here: the ImageNet weights are unavailable (they are not in the torch hub cache")
     with gr.Blocks():
         train_tab.build(gr.Dropdown(), gr.BrowserState(None))
         finetune = next(b for b in gr.context.Context.root_block.blocks.values() if getattr(b, "elem_id", None) == "train-finetune")

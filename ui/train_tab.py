@@ -41,9 +41,8 @@ NO_FREEZE = "nothing (train every layer)"
 PUBLIC_ZIP_BYTES = MAX_BYTES // 4
 NORMS_RECORDS = 600  # the live norms plot smooths and draws at most this many logged steps
 SHUFFLE_INFO = (
-    "Sanity check (Adebayo et al. 2018, data randomisation): the training labels are a seeded shuffle, so the model "
-    "can only memorise. Compare its saliency maps with a real run's in Explore's trust panel: maps that look alike "
-    "do not explain the labels."
+    "Adebayo et al. 2018's data randomisation: train on a seeded shuffle of the labels, then compare this model's maps "
+    "with a real run's in Explore's trust panel."
 )
 ZERO_GPU_REFUSAL = (
     "Training is not offered on ZeroGPU hardware: a run trains in a background thread, and a background thread "
@@ -319,7 +318,10 @@ def finetune_form(finetune) -> FineTuneForm:
 def finetune_note() -> str | None:
     """Why fine-tuning from ImageNet is not offered here (None when it is)."""
     note = HUB.imagenet_note()
-    return f"Not offered here. {note}" if note else None
+    if note is None:
+        return None
+    reason = note.split(". To use them", 1)[0].replace("ImageNet weights unavailable: ", "", 1)
+    return f"Not offered here: the ImageNet weights are unavailable ({reason}). The banner above says how to get them."
 
 
 def train_status(token=None, request: gr.Request = None) -> dict:
@@ -422,7 +424,7 @@ def train_poll(smoothing, log_y, seen, model) -> TrainPoll:
         # "Stopping after the current step…" (or "Started…") must not outlive the run: the status
         # line now says how it ended
         message="" if just_ended and seen is not None else gr.skip(),
-        norms=norms_figure(steps, float(smoothing), max_records=NORMS_RECORDS),
+        norms=norms_figure(steps, float(smoothing), max_records=NORMS_RECORDS, trace_type="scatter"),
         per_class=per_class,
         confusion=confusion,
         pairs=pairs,
@@ -557,11 +559,9 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.C
         zip_note = gr.Markdown("No .zip uploaded yet: one subfolder per class, optionally under train/ and val/.", visible=False,
                                elem_id="train-zip-note")  # fmt: skip
         val_split = gr.Number(
-            0.2, label="Held out (folders without val/)", minimum=0.01, maximum=0.9, step=0.05, min_width=120, scale=0, elem_id="train-val-split"
+            0.2, label="Held out for validation", info="folders without val/", minimum=0.01, maximum=0.9, step=0.05,
+            min_width=170, scale=0, elem_id="train-val-split",
         )  # fmt: skip
-        downloads = rules.downloads or not rules.public
-        download = gr.Button("Download CIFAR-10 (170 MB)", scale=0, min_width=150, visible=downloads, size="md")
-        download100 = gr.Button("Download CIFAR-100 (160 MB)", scale=0, min_width=150, visible=downloads, size="md")
     with gr.Row(equal_height=True):
         not_offered = finetune_note()
         finetune = gr.Checkbox(
@@ -569,16 +569,19 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.C
             info=not_offered or "Starts from torchvision's ImageNet GoogLeNet (ImageNet stem, width 1) with new heads for these classes.",
         )  # fmt: skip
         freeze_until = gr.Dropdown(
-            [NO_FREEZE, *TRUNK], value=NO_FREEZE, label="Freeze up to (fine-tuning)", interactive=False, scale=1, min_width=180,
+            [NO_FREEZE, *TRUNK], value=NO_FREEZE, label="Freeze up to (fine-tuning)", interactive=False, scale=1, min_width=200,
             elem_id="train-freeze",
         )  # fmt: skip
         shuffle_labels = gr.Checkbox(False, label="Shuffle labels (sanity check)", info=SHUFFLE_INFO, scale=2, elem_id="train-shuffle")
+    with gr.Row(equal_height=True):
         minutes = gr.Number(
-            rules.max_minutes or 0, label="Stop after (min; 0: when done)", minimum=0, precision=0, elem_id="train-minutes", scale=1,
-            min_width=120,
-        )  # fmt: skip
-        start = gr.Button("Start", variant="primary", scale=0, min_width=100, elem_id="train-start")
-        stop = gr.Button("Stop", variant="stop", scale=0, min_width=100, elem_id="train-stop")
+            rules.max_minutes or 0, label="Stop after (min; 0: when done)", minimum=0, precision=0, elem_id="train-minutes", scale=1
+        )
+        downloads = rules.downloads or not rules.public
+        download = gr.Button("Download CIFAR-10 (170 MB)", scale=1, visible=downloads)
+        download100 = gr.Button("Download CIFAR-100 (160 MB)", scale=1, visible=downloads)
+        start = gr.Button("Start", variant="primary", scale=1, elem_id="train-start")
+        stop = gr.Button("Stop", variant="stop", scale=1, elem_id="train-stop")
     uploaded = gr.State(None)  # this session's extracted .zip (server-side: a client cannot name a folder)
     message = gr.Markdown(label="Message", elem_id="train-message")
     status = gr.Markdown(label="Status", elem_id="train-status")
