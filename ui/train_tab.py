@@ -99,8 +99,7 @@ class ZipUpload(NamedTuple):
 
 class SourceView(NamedTuple):
     data: Any
-    upload_zip: Any
-    zip_note: Any
+    zip_row: Any
 
 
 class FineTuneForm(NamedTuple):
@@ -262,10 +261,19 @@ def train_upload_zip(file, token=None, request: gr.Request = None) -> ZipUpload:
     """A .zip of an image folder from the visitor: checked entry by entry and extracted into the
     runs area (:func:`googlenet.datasets.extract_zip`; an archive with a ``..`` entry, a link, a
     bomb or too many bytes is refused as a whole, naming the entry). The extracted folder is kept in
-    this session's state for Start; nothing the client sends later can name another folder."""
-    rules = settings()
+    this session's state for Start; nothing the client sends later can name another folder.
+    A refusal is said beside the upload button (and the previous upload is forgotten)."""
     current_visitor(request, token)
-    path = _upload_path(file)
+    try:
+        return _upload_zip(_upload_path(file))
+    except (DataError, ValueError) as error:
+        text = str(error)
+        refusal = f"⚠️ **Refused:** {text.removeprefix('refused ')}"
+        return ZipUpload(message=refusal, uploaded=None, zip_note=refusal)
+
+
+def _upload_zip(path: Path | None) -> ZipUpload:
+    rules = settings()
     if path is None:
         raise ValueError("no .zip received: upload a .zip of an image folder (one subfolder per class)")
     if rules.public and not _in_upload_folder(path):  # an API client naming a server file: the same words
@@ -302,9 +310,9 @@ def _in_upload_folder(path: Path) -> bool:
 
 
 def source_view(source) -> SourceView:
-    """The data field for a folder, the upload button and its note for a .zip."""
+    """The data field for a folder; the upload button and its note for a .zip."""
     folder = source != ZIP
-    return SourceView(data=gr.update(visible=folder), upload_zip=gr.update(visible=not folder), zip_note=gr.update(visible=not folder))
+    return SourceView(data=gr.update(visible=folder), zip_row=gr.update(visible=not folder))
 
 
 def finetune_form(finetune) -> FineTuneForm:
@@ -543,21 +551,24 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.C
             [("Dataset on this server" if rules.public else "Folder on this server", FOLDER), ("Upload a .zip", ZIP)],
             value=FOLDER, label="Data", min_width=200, scale=1, elem_id="train-source",
         )  # fmt: skip
-        if rules.public:  # never a free path on a shared server: the operator's named datasets
-            names = sorted(rules.datasets())
-            data = gr.Dropdown(
-                names, value=names[0] if names else None, label="Dataset", scale=3, elem_id="train-data", allow_custom_value=True
-            )  # checked by the handler, whose message is the same for any unknown name
-        else:
-            data = gr.Textbox(
-                str(rules.data_root), label="Data folder: CIFAR-10, CIFAR-100, an image folder (one subfolder per class) or a .zip",
-                scale=3, elem_id="train-data",
-            )  # fmt: skip
-        upload_zip = gr.UploadButton(
-            "⬆ Upload a .zip of an image folder", file_types=[".zip"], visible=False, scale=1, elem_id="train-upload-zip"
-        )
-        zip_note = gr.Markdown("No .zip uploaded yet: one subfolder per class, optionally under train/ and val/.", visible=False,
-                               elem_id="train-zip-note")  # fmt: skip
+        with gr.Column(scale=4):
+            if rules.public:  # never a free path on a shared server: the operator's named datasets
+                names = sorted(rules.datasets())
+                data = gr.Dropdown(
+                    names, value=names[0] if names else None, label="Dataset", elem_id="train-data", allow_custom_value=True
+                )  # checked by the handler, whose message is the same for any unknown name
+            else:
+                data = gr.Textbox(
+                    str(rules.data_root), label="Data folder: CIFAR-10, CIFAR-100, an image folder (one subfolder per class) or a .zip",
+                    elem_id="train-data",
+                )  # fmt: skip
+            with gr.Row(visible=False, equal_height=True) as zip_row:
+                upload_zip = gr.UploadButton(
+                    "⬆ Upload a .zip of an image folder", file_types=[".zip"], scale=1, min_width=180, elem_id="train-upload-zip"
+                )
+                zip_note = gr.Markdown(
+                    "No .zip uploaded yet: one subfolder per class, optionally under train/ and val/.", elem_id="train-zip-note", scale=3
+                )
         val_split = gr.Number(
             0.2, label="Held out for validation", info="folders without val/", minimum=0.01, maximum=0.9, step=0.05,
             min_width=170, scale=0, elem_id="train-val-split",
@@ -626,7 +637,7 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.C
         downloaded100.then(dataset_choices, None, data, api_visibility="private")
     else:
         downloaded100.then(downloaded_folder, [message, data], data, api_visibility="private")
-    source.change(source_view, source, outputs(SourceView, dict(data=data, upload_zip=upload_zip, zip_note=zip_note)),
+    source.change(source_view, source, outputs(SourceView, dict(data=data, zip_row=zip_row)),
                   api_visibility="private", queue=False)  # fmt: skip
     upload_zip.upload(
         train_upload_zip, [upload_zip, token], outputs(ZipUpload, dict(message=message, uploaded=uploaded, zip_note=zip_note)),
