@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["ema", "downsample", "training_figure", "norms_figure", "LOSS_SERIES"]
+__all__ = ["ema", "downsample", "thin_records", "training_figure", "norms_figure", "LOSS_SERIES"]
 
 LOSS_SERIES = {
     "loss": ("total", "#111827"),
@@ -124,7 +124,7 @@ def training_figure(
         for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2"):
             layout[axis] = dict(layout[axis], visible=False)
         layout.update(plot_bgcolor="white", height=160)
-        text = "No steps yet: press Start. The loss per step (left) and each head's test accuracy per epoch (right) appear here."
+        text = "No steps yet: press Start.<br>The loss per step (left) and each head's test accuracy per epoch (right) appear here."
         layout["annotations"] = [
             dict(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=13, color="#6b7280"))
         ]
@@ -140,7 +140,22 @@ _MODULE_COLORS = ("#bfdbfe", "#93c5fd", "#60a5fa", "#3b82f6", "#2563eb", "#1d4ed
 _HEAD_COLORS = {"aux1": LOSS_SERIES["loss_aux1"][1], "aux2": LOSS_SERIES["loss_aux2"][1], "fc": LOSS_SERIES["loss_main"][1]}
 
 
-def norms_figure(steps: Sequence[dict], smoothing: float = 0.6, max_points: int = 2000) -> go.Figure:
+def thin_records(records: Sequence[dict], max_records: int) -> list[dict]:
+    """At most ``max_records`` of ``records``, evenly spaced, the first and the last kept."""
+    n = len(records)
+    if n <= max_records:
+        return list(records)
+    index = np.unique(np.linspace(0, n - 1, max(2, max_records)).round().astype(int))
+    return [records[i] for i in index.tolist()]
+
+
+def norms_figure(
+    steps: Sequence[dict],
+    smoothing: float = 0.6,
+    max_points: int = 2000,
+    max_records: int | None = None,
+    trace_type: str = "scattergl",
+) -> go.Figure:
     """Gradient norm (left, log scale) and weight norm (right) of each module per logged step.
 
     ``steps``: step records with ``step``, ``grad_norm`` and ``weight_norm`` (module → value, as
@@ -148,8 +163,15 @@ def norms_figure(steps: Sequence[dict], smoothing: float = 0.6, max_points: int 
     :func:`training_figure`. A module whose gradient falls by orders of magnitude below the
     others is starved of gradient; the aux heads (dashed) were added to feed the middle of the
     network (Szegedy et al. 2015, §5).
+
+    ``max_records``: smooth and draw at most this many records, evenly spaced (a live plot
+    re-drawn every second: the smoothing loops over ~15 modules × 2 series per record).
+    ``trace_type``: ``"scatter"`` (SVG) beside another live WebGL plot, whose re-draws would
+    otherwise use up the browser's WebGL contexts.
     """
     records = [r for r in steps if r.get("grad_norm")]
+    if max_records is not None:
+        records = thin_records(records, max_records)
     data: list[dict] = []
     if records:
         x = np.asarray([r["step"] for r in records])
@@ -171,18 +193,24 @@ def norms_figure(steps: Sequence[dict], smoothing: float = 0.6, max_points: int 
                 xs, ys = downsample(x[keep], ema(y[keep], smoothing), max_points)
                 data.append(
                     dict(
-                        type="scattergl", mode="lines", x=xs, y=np.round(ys, 6), name=name, legendgroup=name,
+                        type=trace_type, mode="lines", x=xs, y=np.round(ys, 6), name=name, legendgroup=name,
                         showlegend=key == "grad_norm", line=dict(color=color, width=1.3, dash=dash),
                         hovertemplate=f"{name} {key.replace('_', ' ')}" + " %{y:.3g} at step %{x}<extra></extra>", **axes,
                     )
                 )  # fmt: skip
     layout = dict(
         template="none",
-        xaxis=dict(domain=[0, 0.47], title="step", **_GRID), yaxis=dict(title="gradient norm", type="log", **_GRID),
+        xaxis=dict(domain=[0, 0.47], title="step", **_GRID), yaxis=dict(title="gradient norm", type="log", dtick="D2", **_GRID),
         xaxis2=dict(domain=[0.55, 1], title="step", anchor="y2", **_GRID), yaxis2=dict(title="weight norm", anchor="x2", **_GRID),
         height=380, margin=dict(l=60, r=12, t=30, b=40), legend=dict(orientation="h", y=-0.22, font=dict(size=10)),
         paper_bgcolor="white", plot_bgcolor="#fafafa", uirevision="norms",
     )  # fmt: skip
-    if not data:
-        layout["annotations"] = [dict(text="no gradient norms logged yet", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False)]
+    if not data:  # no empty axes running over a meaningless range
+        for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2"):
+            layout[axis] = dict(layout[axis], visible=False)
+        layout.update(plot_bgcolor="white", height=160)
+        text = "No gradient norms logged yet.<br>Each module's gradient norm (left) and weight norm (right) per step appear here."
+        layout["annotations"] = [
+            dict(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=13, color="#6b7280"))
+        ]
     return go.Figure(data=data, layout=layout)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import CIFAR10, DataError, read_cifar10
+from .datasets import Dataset, is_cifar10, open_dataset
 from .owners import Owner, read_owner, write_owner
 from .train import EndEvent, EpochEvent, Event, StartEvent, StepEvent, TrainConfig, Trainer, TrainingError, read_metrics
 from .weights import runs_dir
@@ -81,7 +82,8 @@ class TrainingJob:
         self._state, self._message = "idle", "no training run yet"
         self._out: Path | None = None
         self._started: float | None = None
-        self._data_cache: dict[str, CIFAR10] = {}
+        self._data_cache: dict[tuple, CIFAR10 | Dataset] = {}
+        self._probe: tuple[tuple, object] | None = None  # (data key, index) → the probe picture
         self._disk: tuple[tuple, JobStatus] | None = None  # last run read from disk, by file and mtime
         self._owner: Owner | None = None
         self._deadline: float | None = None
@@ -103,7 +105,7 @@ class TrainingJob:
                     f"a training run is already in progress ({self._out.name if self._out else 'starting'}{whose}); "
                     + ("wait for it to finish" if self._owner else "stop it first")
                 )
-            data = self._data(config.data)  # read before starting so a bad folder errors right away
+            data = self._data(config)  # read before starting so a bad folder errors right away
             trainer = Trainer(config, data=data)
             with self._lock:
                 self._stop = threading.Event()
@@ -137,9 +139,23 @@ class TrainingJob:
         return True
 
     def probe_image(self, index: int = 0):
-        """The probe test image (H×W×3 uint8) of the data the last run in this process used."""
-        for data in self._data_cache.values():
-            return data.test_images[index].permute(1, 2, 0).numpy()
+        """The probe test image (H×W×3 uint8) of the data the last run in this process used (a
+        streamed set's picture is decoded from its file once)."""
+        for key, data in self._data_cache.items():
+            if self._probe is not None and self._probe[0] == (key, index):
+                return self._probe[1]
+            test = data.test if isinstance(data, Dataset) else None
+            if test is not None and test.images is None:
+                from .pictures import read_picture
+
+                try:
+                    picture = read_picture(test.files[index]).permute(1, 2, 0).numpy()
+                except (OSError, ValueError, IndexError):  # an unreadable file: no picture, not a failed poll
+                    picture = None
+            else:
+                picture = data.test_images[index].permute(1, 2, 0).numpy()
+            self._probe = ((key, index), picture)
+            return picture
         return None
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -159,10 +175,18 @@ class TrainingJob:
 
     # -- internals --
 
-    def _data(self, folder: str) -> CIFAR10:
-        key = str(Path(folder).expanduser().resolve())
+    def _data(self, config: TrainConfig) -> CIFAR10 | Dataset:
+        """The run's data, whatever its format (CIFAR-10, CIFAR-100, an image folder or a .zip of
+        one; see :func:`googlenet.datasets.open_dataset`); the last one is kept for the next run."""
+        folder = Path(config.data).expanduser()
+        key = (str(folder.resolve()), config.input_size, config.val_split, config.seed)
         if key not in self._data_cache:
-            self._data_cache = {key: read_cifar10(folder)}  # keep one data set in memory
+            if is_cifar10(folder) or not folder.exists():  # a missing folder: CIFAR-10's message says what to fetch
+                data = read_cifar10(folder)
+            else:
+                data = open_dataset(folder, input_size=config.input_size, val_split=config.val_split, seed=config.seed)
+            self._data_cache = {key: data}  # keep one data set in memory
+            self._probe = None
         return self._data_cache[key]
 
     def _run(self, trainer: Trainer) -> None:

@@ -96,16 +96,18 @@ class Settings:
     def datasets(self) -> dict[str, Path]:
         """Name → folder offered in the Train tab's dropdown on a public server: the operator's
         ``GOOGLENET_DATASETS``, else what the data root holds now (the root itself when it holds a
-        CIFAR-10 folder, and each visible sub-folder, so a finished download appears at once). The
-        operator curates the data root; a visitor only ever sees these names."""
+        CIFAR-10 or CIFAR-100 folder, and each visible sub-folder holding a dataset the trainer
+        reads, so a finished download appears at once). The operator curates the data root; a
+        visitor only ever sees these names."""
         if self.named_datasets is not None:
             return dict(self.named_datasets)
         root, found = Path(self.data_root), {}
-        if (root / "cifar-10-batches-py").is_dir():
+        if (root / "cifar-10-batches-py").is_dir() or (root / "cifar-100-python").is_dir():
             found[root.resolve().name or "data"] = root
         if root.is_dir():
             for child in sorted(root.iterdir()):
-                if child.is_dir() and not child.name.startswith(".") and child.name != "cifar-10-batches-py":
+                hidden = child.name.startswith(".") or child.name in ("cifar-10-batches-py", "cifar-100-python")
+                if not hidden and child.is_dir() and holds_dataset(child):
                     found[child.name] = child
         return found
 
@@ -132,6 +134,14 @@ class Settings:
             if limit is not None
         ]
         return ", ".join(parts)
+
+
+def holds_dataset(folder: Path) -> bool:
+    """Whether ``folder`` holds a dataset the trainer reads (CIFAR-10, CIFAR-100, an image folder),
+    judged from its folder names only: cheap enough for every page load."""
+    from googlenet.datasets import find_cifar100_dir, is_cifar10, is_image_folder
+
+    return is_cifar10(folder) or find_cifar100_dir(folder) is not None or is_image_folder(folder)
 
 
 def _number(value: float) -> str:

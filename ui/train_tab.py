@@ -1,5 +1,11 @@
-"""The Train tab: a training run in the background with live curves, per-epoch accuracy per head,
-the probe image's predictions, Stop, and the new checkpoint joining the model picker.
+"""The Train tab: a training run in the background with live curves and per-module weight and
+gradient norms, per-epoch accuracy per head and per class with the confusion matrix, the probe
+image's predictions, Stop, and the new checkpoint joining the model picker.
+
+The data is CIFAR-10, CIFAR-100, an image folder on the server, or a .zip of an image folder the
+visitor uploads (checked and extracted by :func:`googlenet.datasets.extract_zip` into the runs
+area). A run may start from the ImageNet weights (when they can be had) with part of the trunk
+frozen, or train on shuffled labels (Adebayo et al. 2018's data-randomisation sanity check).
 
 On a shared server the run belongs to the visitor who started it (see ``ui/visitors.py``): only
 they or an operator can stop it, everyone else watches it read-only with its owner's anonymised
@@ -17,15 +23,27 @@ from typing import Any, NamedTuple
 import gradio as gr
 
 from explain import HEADS
-from explain.curves import training_figure
+from explain.classes_figures import confused_pairs_text, confusion_figure, per_class_figure
+from explain.curves import norms_figure, training_figure
 from googlenet.data import DataError, download_cifar10
+from googlenet.datasets import MAX_BYTES, MAX_FILES, download_cifar100, extract_zip, open_dataset
+from googlenet.finetune import TRUNK
 from googlenet.owners import Owner
-from googlenet.train import PRESETS, EndEvent, EpochEvent, StepEvent, TrainConfig, preset_for_device
+from googlenet.train import FINETUNE, PRESETS, EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, preset_for_device
 
 from .shared import HUB, JOB, current_visitor, model_choices_update, outputs, settings, unchanged, user_errors, visitors
 from .zerogpu import on_zero_gpu
 
 ENDED = ("finished", "stopped", "diverged", "failed")
+FOLDER, ZIP = "folder", "zip"  # the data sources (values of the Data radio)
+NO_FREEZE = "nothing (train every layer)"
+# A public server extracts a visitor's archive onto its own disk: a quarter of the command line's limit.
+PUBLIC_ZIP_BYTES = MAX_BYTES // 4
+NORMS_RECORDS = 600  # the live norms plot smooths and draws at most this many logged steps
+SHUFFLE_INFO = (
+    "Adebayo et al. 2018's data randomisation: train on a seeded shuffle of the labels, then compare this model's maps "
+    "with a real run's in Explore's trust panel."
+)
 ZERO_GPU_REFUSAL = (
     "Training is not offered on ZeroGPU hardware: a run trains in a background thread, and a background thread "
     "cannot hold a ZeroGPU slot. Train with `python -m googlenet train` on your own GPU, or duplicate this Space "
@@ -67,6 +85,28 @@ class TrainPoll(NamedTuple):
     model: Any
     probe_picture: Any
     message: Any
+    norms: Any
+    per_class: Any
+    confusion: Any
+    pairs: Any
+
+
+class ZipUpload(NamedTuple):
+    message: Any
+    uploaded: Any
+    zip_note: Any
+
+
+class SourceView(NamedTuple):
+    data: Any
+    zip_row: Any
+
+
+class FineTuneForm(NamedTuple):
+    stem: Any
+    width: Any
+    lr: Any
+    freeze_until: Any
 
 
 def preset_defaults(preset: str) -> PresetForm:
@@ -77,10 +117,17 @@ def preset_defaults(preset: str) -> PresetForm:
 
 @user_errors
 def train_start(
-    preset, epochs, batch_size, lr, width, stem, aux_weight, data, minutes=None, token=None, request: gr.Request = None
-) -> Started:
+    preset, epochs, batch_size, lr, width, stem, aux_weight, data, minutes=None, token=None,
+    source=FOLDER, finetune=False, freeze_until=None, shuffle_labels=False, val_split=0.2, uploaded=None,
+    request: gr.Request = None,
+) -> Started:  # fmt: skip
     """Start a run for this visitor, within the operator's limits. Returns the message and the
-    visitor's signed token (an API client passes it to /train_stop from another connection)."""
+    visitor's signed token (an API client passes it to /train_stop from another connection).
+
+    ``source``: ``"folder"`` (``data``: a path locally, a dataset's name on a public server) or
+    ``"zip"`` (the archive this session uploaded with /train_upload_zip; ``uploaded`` is that
+    session's state, never a path from the client). ``finetune``: start from the ImageNet weights,
+    freezing the trunk up to ``freeze_until``; ``shuffle_labels``: the data-randomisation check."""
     rules = settings()
     visitor, _ = current_visitor(request, token)
     if on_zero_gpu():
@@ -89,33 +136,70 @@ def train_start(
         raise ValueError("Refused: training from the app is off on this server (GOOGLENET_TRAINING=off).")
     input_size = 32 if stem == "cifar" else 224
     minutes = float(minutes) if minutes not in (None, "") and float(minutes) > 0 else None
+    finetune = bool(finetune)
+    freeze = freeze_until if finetune and freeze_until not in (None, "", NO_FREEZE) else None
+    if freeze is not None and freeze not in TRUNK:
+        raise ValueError(f"freeze until must be one of {', '.join(TRUNK)} (or {NO_FREEZE!r}), got {freeze!r}")
+    if finetune and (note := HUB.imagenet_note()):
+        raise ValueError(f"Fine-tuning is not offered here: {note}")
     if not visitor.operator:
         rules.check_run(epochs=int(epochs), width=float(width), input_size=input_size, batch_size=int(batch_size), minutes=minutes)
-    folder = rules.dataset(data) if rules.public else Path(str(data or rules.data_root))
+    folder = data_folder(source, data, uploaded, rules.public)
     wall = minutes if minutes is not None or visitor.operator else rules.max_minutes
     config = TrainConfig(
         data=str(folder), preset=preset, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
-        width=float(width), stem=stem, aux_weight=float(aux_weight),
-        input_size=input_size, normalize="cifar" if stem == "cifar" else "imagenet",
+        width=float(width), stem=stem, aux_weight=float(aux_weight), input_size=input_size,
+        normalize="init" if finetune else "cifar" if stem == "cifar" else "imagenet",
+        init="imagenet" if finetune else None, freeze_until=freeze, shuffle_labels=bool(shuffle_labels),
+        val_split=float(val_split if val_split not in (None, "") else 0.2),
     )  # fmt: skip
     owner = Owner(visitor.key, visitor.name, visitor.operator) if rules.training == "owner" else None
     try:
         JOB.start(config, owner=owner, max_seconds=wall * 60 if wall else None)
     except DataError as error:  # a fresh clone has no data: say what to press, not a command-line flag
+        if source == ZIP:
+            raise
         return Started(message=not_started(str(folder), error, rules.public), token=visitor.token)
     whose = f" It is yours ({visitor.name}): only you or the operator can stop it." if owner else ""
     limit = f" It stops by itself after {wall:g} min." if wall else ""
+    how = "".join(
+        [
+            f", fine-tuning the ImageNet weights (frozen up to {freeze})"
+            if freeze
+            else ", fine-tuning the ImageNet weights"
+            if finetune
+            else "",
+            ", on shuffled labels (sanity check)" if shuffle_labels else "",
+        ]
+    )
     message = (
-        f"Started: {preset} preset, {int(epochs)} epochs, width {width}, on {HUB.device}. The curves update every second; "
+        f"Started: {preset} preset, {int(epochs)} epochs, width {width}{how}, on {HUB.device}. The curves update every second; "
         f"the speed and the time left are measured from the first steps.{whose}{limit}"
     )
     return Started(message=message, token=visitor.token)
 
 
+def data_folder(source, data, uploaded, public: bool) -> Path:
+    """The folder a run reads: the session's extracted .zip, a dataset the operator offers (public
+    server: one message for any name not offered, whatever it is), or the path typed (local)."""
+    if source == ZIP:
+        if not uploaded:
+            raise ValueError("upload a .zip of an image folder first (one subfolder per class), or pick a folder as the data")
+        return Path(uploaded)
+    if source not in (None, "", FOLDER):
+        raise ValueError(f"the data source must be {FOLDER!r} or {ZIP!r}, got {source!r}")
+    rules = settings()
+    return rules.dataset(data) if public else Path(str(data or rules.data_root))
+
+
 def not_started(folder: str, error: DataError, public: bool = False) -> str:
     """Why Start did nothing, for a page: the folder, what is missing and which button fetches it."""
     reason = str(error).split(" (expected")[0].split("; use --download")[0]
-    where = "pick another dataset" if public else "enter the folder that holds `cifar-10-batches-py/` (the official python version)"
+    where = (
+        "pick another dataset"
+        if public
+        else "enter a folder holding CIFAR-10 (`cifar-10-batches-py/`), CIFAR-100 (`cifar-100-python/`) or an image folder"
+    )
     return f"⚠️ **Not started:** {reason}. Press **Download CIFAR-10 (170 MB)** to fetch it into `{folder}`, or {where}."
 
 
@@ -132,20 +216,120 @@ def train_stop(token=None, request: gr.Request = None) -> str:
 def train_download(data, token=None, request: gr.Request = None):
     """Download CIFAR-10. On a public server only where the operator said (inside the data root),
     whatever the form holds; locally into the folder typed."""
+    return _download("CIFAR-10", data, token, request)
+
+
+@user_errors
+def train_download_cifar100(data, token=None, request: gr.Request = None):
+    """Download CIFAR-100: on a public server into the data root's ``cifar100`` (it then appears in
+    the list); locally into the folder typed (then pointed at by the folder field)."""
+    return _download("CIFAR-100", data, token, request)
+
+
+def _download(name: str, data, token, request) -> str:
     rules = settings()
     visitor, _ = current_visitor(request, token)
     if rules.public or rules.download_dir is not None:
         if not rules.downloads and not visitor.operator:
             raise ValueError("Refused: downloads are off on this server (GOOGLENET_DOWNLOADS); pick a dataset from the list.")
         target = rules.download_dir or rules.data_root / "cifar10"
+        if name == "CIFAR-100":  # beside CIFAR-10's, inside the data root: its own entry in the list
+            target = target.parent / "cifar100"
     else:
         target = Path(str(data or rules.data_root))
+        if Path(target).name in ("cifar-10-batches-py", "cifar-100-python"):
+            target = Path(target).parent
+    fetch = download_cifar10 if name == "CIFAR-10" else download_cifar100
     try:
-        folder = download_cifar10(target)
+        folder = fetch(target)
     except DataError as error:  # "<urlopen error …>" would be read as an HTML tag and vanish from the toast
         raise DataError(str(error).replace("<", "(").replace(">", ")")) from None
     where = f"dataset “{target.name}”" if rules.public else str(folder)
-    return f"CIFAR-10 downloaded and checked: {where}"
+    return f"{name} downloaded and checked: {where}"
+
+
+def downloaded_folder(message: str, data):
+    """Locally, after a download: the folder field points at what was fetched (a folder holding
+    both would train on CIFAR-10)."""
+    if isinstance(message, str) and message.startswith("CIFAR-100 downloaded and checked: "):
+        return message.split("downloaded and checked: ", 1)[1]
+    return gr.skip()
+
+
+@user_errors
+def train_upload_zip(file, token=None, request: gr.Request = None) -> ZipUpload:
+    """A .zip of an image folder from the visitor: checked entry by entry and extracted into the
+    runs area (:func:`googlenet.datasets.extract_zip`; an archive with a ``..`` entry, a link, a
+    bomb or too many bytes is refused as a whole, naming the entry). The extracted folder is kept in
+    this session's state for Start; nothing the client sends later can name another folder.
+    A refusal is said beside the upload button (and the previous upload is forgotten)."""
+    current_visitor(request, token)
+    try:
+        return _upload_zip(_upload_path(file))
+    except (DataError, ValueError) as error:
+        text = str(error)
+        refusal = f"⚠️ **Refused:** {text.removeprefix('refused ')}"
+        return ZipUpload(message=refusal, uploaded=None, zip_note=refusal)
+
+
+def _upload_zip(path: Path | None) -> ZipUpload:
+    rules = settings()
+    if path is None:
+        raise ValueError("no .zip received: upload a .zip of an image folder (one subfolder per class)")
+    if rules.public and not _in_upload_folder(path):  # an API client naming a server file: the same words
+        raise ValueError("upload the .zip with the upload button; this server does not accept file paths")
+    if path.suffix.lower() != ".zip":
+        raise ValueError(f"{path.name} is not a .zip: upload a .zip of an image folder (one subfolder per class)")
+    limit = PUBLIC_ZIP_BYTES if rules.public else MAX_BYTES
+    extracted = extract_zip(path, max_bytes=limit, max_files=MAX_FILES)
+    dataset = open_dataset(extracted.folder)  # class folders checked now, not when Start is pressed
+    classes = ", ".join(dataset.classes[:6]) + (", …" if dataset.num_classes > 6 else "")
+    note = (
+        f"**{path.name}**: {extracted.pictures:,} pictures, {dataset.num_classes} classes ({classes}); "
+        f"{len(dataset.train):,} to train on, {len(dataset.test):,} to {'test' if dataset.test_name == 'test' else 'validate'} on."
+    )
+    skipped = [*extracted.skipped, *(n for n in dataset.notes if "held out" in n)]
+    if skipped:
+        note += " " + "; ".join(skipped).replace(str(extracted.folder), path.stem) + "."
+    return ZipUpload(message=f"Uploaded and checked {path.name}: press Start to train on it.", uploaded=str(dataset.root), zip_note=note)
+
+
+def _upload_path(file) -> Path | None:
+    if file is None:
+        return None
+    if isinstance(file, (list, tuple)):
+        file = file[0] if file else None
+    path = file if isinstance(file, str) else file.get("path") if isinstance(file, dict) else getattr(file, "name", None)
+    return Path(path) if path else None
+
+
+def _in_upload_folder(path: Path) -> bool:
+    from gradio.utils import get_upload_folder
+
+    return path.resolve().is_relative_to(Path(get_upload_folder()).resolve())
+
+
+def source_view(source) -> SourceView:
+    """The data field for a folder; the upload button and its note for a .zip."""
+    folder = source != ZIP
+    return SourceView(data=gr.update(visible=folder), zip_row=gr.update(visible=not folder))
+
+
+def finetune_form(finetune) -> FineTuneForm:
+    """Fine-tuning ImageNet's weights means their network: ImageNet stem, width 1, and a tenth
+    of the from-scratch learning rate (``googlenet.train.FINETUNE``); the freeze list opens."""
+    if finetune:
+        return FineTuneForm(stem="imagenet", width=1.0, lr=FINETUNE["lr"], freeze_until=gr.update(interactive=True))
+    return FineTuneForm(stem=gr.skip(), width=gr.skip(), lr=gr.skip(), freeze_until=gr.update(interactive=False, value=NO_FREEZE))
+
+
+def finetune_note() -> str | None:
+    """Why fine-tuning from ImageNet is not offered here (None when it is)."""
+    note = HUB.imagenet_note()
+    if note is None:
+        return None
+    reason = note.split(". To use them", 1)[0].replace("ImageNet weights unavailable: ", "", 1)
+    return f"Not offered here: the ImageNet weights are unavailable ({reason}). The banner above says how to get them."
 
 
 def train_status(token=None, request: gr.Request = None) -> dict:
@@ -222,16 +406,21 @@ def dataset_choices():
 
 def train_poll(smoothing, log_y, seen, model) -> TrainPoll:
     """Timer tick: re-draw only when something happened; refresh the model list when a run ends
-    (keeping each user's pick: the job is shared by every open page)."""
+    (keeping each user's pick: the job is shared by every open page). The per-class figures are
+    re-drawn only when an epoch ends or another run is shown (their key names the run, so a new
+    run clears the last one's)."""
     status = JOB.status()
-    key = (status.version, status.state, round(float(smoothing), 2), bool(log_y))
+    epochs = [e.__dict__ for e in status.events if isinstance(e, EpochEvent)]
+    class_key = (status.run, status.started, len(epochs))
+    key = (status.version, status.state, round(float(smoothing), 2), bool(log_y), class_key)
     if seen == key:
         return unchanged(TrainPoll)
     steps = [e.__dict__ for e in status.events if isinstance(e, StepEvent)]
-    epochs = [e.__dict__ for e in status.events if isinstance(e, EpochEvent)]
     ended = not status.running and status.state in ENDED
     just_ended = ended and (seen is None or seen[1] != status.state)
     picture = JOB.probe_image(epochs[-1]["probe"].get("index", 0)) if epochs and epochs[-1].get("probe") else None
+    classes_changed = not isinstance(seen, tuple) or len(seen) < 5 or seen[4] != class_key
+    per_class, confusion, pairs = class_views(status.events) if classes_changed else (gr.skip(),) * 3
     return TrainPoll(
         curves=training_figure(steps, epochs, float(smoothing), bool(log_y)),
         status=status_text(status),
@@ -243,7 +432,24 @@ def train_poll(smoothing, log_y, seen, model) -> TrainPoll:
         # "Stopping after the current step…" (or "Started…") must not outlive the run: the status
         # line now says how it ended
         message="" if just_ended and seen is not None else gr.skip(),
+        norms=norms_figure(steps, float(smoothing), max_records=NORMS_RECORDS, trace_type="scatter"),
+        per_class=per_class,
+        confusion=confusion,
+        pairs=pairs,
     )
+
+
+def class_views(events) -> tuple:
+    """Accuracy per class, the confusion matrix and the most confused pairs of the last epoch of
+    these events (placeholders before the first epoch)."""
+    start = next((e for e in events if isinstance(e, StartEvent)), None)
+    last = next((e for e in reversed(events) if isinstance(e, EpochEvent)), None)
+    matrix = last.confusion if last is not None else None
+    classes = list(start.classes) if start is not None and start.classes else []
+    if matrix is not None and len(classes) != len(matrix):  # a run logged before class names were
+        classes = [str(i) for i in range(len(matrix))]
+    epoch = last.epoch if last is not None else None
+    return per_class_figure(matrix, classes, epoch), confusion_figure(matrix, classes, epoch), confused_pairs_text(matrix, classes)
 
 
 def status_text(status) -> str:
@@ -297,7 +503,8 @@ def probe_text(epochs: list[dict]) -> str:
 def intro_text() -> str:
     rules = settings()
     text = (
-        "Train GoogLeNet on CIFAR-10 in the background; the rest of the app keeps working. One run at a time for the whole "
+        "Train GoogLeNet on CIFAR-10, CIFAR-100 or your own pictures (an image folder, or a .zip of one) in the background; "
+        "the rest of the app keeps working, and a finished run opens in Explore with its own class names. One run at a time for the whole "
         "server. On a CPU use width 0.25; full width is for GPUs. The status line shows the speed and the time left, "
         "measured on this machine from the first steps."
     )
@@ -339,31 +546,71 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.C
         width = gr.Slider(0.125, 1.0, value=form.width, step=0.125, label="Width")
         stem = gr.Radio(["cifar", "imagenet"], value="cifar", label="Stem", min_width=260, elem_id="train-stem")
         aux_weight = gr.Number(0.3, label="Aux loss weight", minimum=0, min_width=100)
-    with gr.Row():
-        if rules.public:  # never a free path on a shared server: the operator's named datasets
-            names = sorted(rules.datasets())
-            data = gr.Dropdown(
-                names, value=names[0] if names else None, label="Dataset", scale=3, elem_id="train-data", allow_custom_value=True
-            )  # checked by the handler, whose message is the same for any unknown name
-        else:
-            data = gr.Textbox(str(rules.data_root), label="CIFAR-10 folder (holding cifar-10-batches-py/)", scale=3, elem_id="train-data")
+    with gr.Row(equal_height=True):
+        source = gr.Radio(
+            [("Dataset on this server" if rules.public else "Folder on this server", FOLDER), ("Upload a .zip", ZIP)],
+            value=FOLDER, label="Data", min_width=200, scale=1, elem_id="train-source",
+        )  # fmt: skip
+        with gr.Column(scale=4):
+            if rules.public:  # never a free path on a shared server: the operator's named datasets
+                names = sorted(rules.datasets())
+                data = gr.Dropdown(
+                    names, value=names[0] if names else None, label="Dataset", elem_id="train-data", allow_custom_value=True
+                )  # checked by the handler, whose message is the same for any unknown name
+            else:
+                data = gr.Textbox(
+                    str(rules.data_root), label="Data folder: CIFAR-10, CIFAR-100, an image folder (one subfolder per class) or a .zip",
+                    elem_id="train-data",
+                )  # fmt: skip
+            with gr.Row(visible=False, equal_height=True) as zip_row:
+                upload_zip = gr.UploadButton(
+                    "⬆ Upload a .zip of an image folder", file_types=[".zip"], scale=1, min_width=180, elem_id="train-upload-zip"
+                )
+                zip_note = gr.Markdown(
+                    "No .zip uploaded yet: one subfolder per class, optionally under train/ and val/.", elem_id="train-zip-note", scale=3
+                )
+        val_split = gr.Number(
+            0.2, label="Held out for validation", info="folders without val/", minimum=0.01, maximum=0.9, step=0.05,
+            min_width=170, scale=0, elem_id="train-val-split",
+        )  # fmt: skip
+    with gr.Row(equal_height=True):
+        not_offered = finetune_note()
+        finetune = gr.Checkbox(
+            False, label="Fine-tune from ImageNet weights", interactive=not_offered is None, scale=2, elem_id="train-finetune",
+            info=not_offered or "Starts from torchvision's ImageNet GoogLeNet (ImageNet stem, width 1) with new heads for these classes.",
+        )  # fmt: skip
+        freeze_until = gr.Dropdown(
+            [NO_FREEZE, *TRUNK], value=NO_FREEZE, label="Freeze up to (fine-tuning)", interactive=False, scale=1, min_width=200,
+            elem_id="train-freeze",
+        )  # fmt: skip
+        shuffle_labels = gr.Checkbox(False, label="Shuffle labels (sanity check)", info=SHUFFLE_INFO, scale=2, elem_id="train-shuffle")
+    with gr.Row(equal_height=True):
         minutes = gr.Number(
             rules.max_minutes or 0, label="Stop after (min; 0: when done)", minimum=0, precision=0, elem_id="train-minutes", scale=1
         )
-        download = gr.Button("Download CIFAR-10 (170 MB)", scale=1, visible=rules.downloads or not rules.public)
+        downloads = rules.downloads or not rules.public
+        download = gr.Button("Download CIFAR-10 (170 MB)", scale=1, visible=downloads)
+        download100 = gr.Button("Download CIFAR-100 (160 MB)", scale=1, visible=downloads)
         start = gr.Button("Start", variant="primary", scale=1, elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", scale=1, elem_id="train-stop")
+    uploaded = gr.State(None)  # this session's extracted .zip (server-side: a client cannot name a folder)
     message = gr.Markdown(label="Message", elem_id="train-message")
     status = gr.Markdown(label="Status", elem_id="train-status")
     owner_note = gr.Markdown(label="Whose run", elem_id="train-owner")
     with gr.Row():
         smoothing = gr.Slider(0, 0.99, value=0.6, step=0.01, label="Smoothing (EMA)")
         log_y = gr.Checkbox(False, label="Log-scale loss")
-    curves = gr.Plot(show_label=False, label="Loss and test accuracy per head", elem_id="train-curves")
+    with gr.Row():
+        curves = gr.Plot(show_label=False, label="Loss and test accuracy per head", elem_id="train-curves", scale=1)
+        norms = gr.Plot(show_label=False, label="Gradient and weight norm per module", elem_id="train-norms", scale=1)
     with gr.Row():
         probe_picture = gr.Image(show_label=False, height=128, width=128, interactive=False, scale=0, min_width=140, buttons=[])
         probe = gr.Markdown(label="Probe image per epoch")
         train_log = gr.Textbox(label="Log", lines=8, max_lines=12, autoscroll=True)
+    with gr.Row():
+        per_class = gr.Plot(show_label=False, label="Test accuracy per class", elem_id="train-per-class", scale=2)
+        confusion = gr.Plot(show_label=False, label="Confusion matrix", elem_id="train-confusion", scale=3)
+        pairs = gr.Markdown(confused_pairs_text(None, []), label="Most confused pairs", elem_id="train-pairs")
     if rules.admin_token:
         with gr.Accordion("Operator", open=False):
             admin = gr.Textbox(label="Operator token", type="password")
@@ -377,14 +624,29 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.C
     preset.change(preset_defaults, preset, form_outputs, api_visibility="private")
     start.click(
         train_start,
-        [preset, epochs, batch, lr, width, stem, aux_weight, data, minutes, token],
+        [preset, epochs, batch, lr, width, stem, aux_weight, data, minutes, token, source, finetune, freeze_until, shuffle_labels,
+         val_split, uploaded],
         outputs(Started, dict(message=message, token=token)),
         api_name="train_start",
-    )
+    )  # fmt: skip
     stop.click(train_stop, token, message, api_name="train_stop", queue=False)  # never waits behind other events
     downloaded = download.click(train_download, [data, token], message, api_name="download_cifar10")
+    downloaded100 = download100.click(train_download_cifar100, [data, token], message, api_name="download_cifar100")
     if rules.public:
         downloaded.then(dataset_choices, None, data, api_visibility="private")
+        downloaded100.then(dataset_choices, None, data, api_visibility="private")
+    else:
+        downloaded100.then(downloaded_folder, [message, data], data, api_visibility="private")
+    source.change(source_view, source, outputs(SourceView, dict(data=data, zip_row=zip_row)),
+                  api_visibility="private", queue=False)  # fmt: skip
+    upload_zip.upload(
+        train_upload_zip, [upload_zip, token], outputs(ZipUpload, dict(message=message, uploaded=uploaded, zip_note=zip_note)),
+        api_name="train_upload_zip",
+    )  # fmt: skip
+    finetune.change(
+        finetune_form, finetune, outputs(FineTuneForm, dict(stem=stem, width=width, lr=lr, freeze_until=freeze_until)),
+        api_visibility="private", queue=False,
+    )  # fmt: skip
     status_json = gr.JSON(visible=False, label="status")
     gr.Button(visible=False).click(train_status, token, status_json, api_name="train_status", queue=False)
     poll_outputs = outputs(
@@ -398,6 +660,10 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.C
             model=model,
             probe_picture=probe_picture,
             message=message,
+            norms=norms,
+            per_class=per_class,
+            confusion=confusion,
+            pairs=pairs,
         ),
     )
     timer.tick(train_poll, [smoothing, log_y, seen, model], poll_outputs, api_visibility="private", show_progress="hidden", queue=False)
