@@ -26,6 +26,7 @@ of 46 passes.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -42,6 +43,7 @@ from torch import Tensor
 
 from .data import CIFAR10, read_cifar10
 from .device import amp_dtype, pick_device
+from .fastpool import with_fast_pools
 from .runs import TIMELINE
 from .selectivity import BranchStatistics
 from .weights import CheckpointError, Loaded, atomic_write, is_checkpoint_name, load_model, read_meta, runs_dir
@@ -123,6 +125,14 @@ class Timeline:
 # -- one checkpoint -------------------------------------------------------------------------
 
 
+# Branch knock-outs are most of an epoch's cost (36 partial passes per image: about 10 full
+# passes' worth at the CIFAR stem). Measured on the width-0.25 run of the bar (3 epochs, 2-core
+# CPU, bf16): 17.4 s an epoch with all 1,017 test images, see README for the figure with 512. The
+# drop is paired (the same images with and without the branch), so it needs fewer images than an
+# accuracy: README gives the largest difference from the all-images value on that run.
+KNOCKOUT_IMAGES = 512
+
+
 @torch.inference_mode()
 def measure(
     loaded: Loaded,
@@ -132,23 +142,27 @@ def measure(
     batch_size: int | None = None,
     precision: str = "fp32",
     progress: Progress | None = None,
+    knockout_images: int | None = KNOCKOUT_IMAGES,
 ) -> dict[str, Any]:
     """Heads, branch statistics and knock-out importance of one model on uint8 ``images`` N×3×H×W.
 
     Returns the measured fields of :class:`EpochEntry` (``accuracy`` … ``probe``). ``precision``
     ``"fp32"`` (default) gives the accuracy ``python -m googlenet eval`` reports; ``"auto"``
-    runs in bf16 where the trainer would.
+    runs in bf16 where the trainer would. ``knockout_images``: a branch's importance is measured
+    on the first so many images (``None``: all), against the main head's accuracy on the same
+    images (see :data:`KNOCKOUT_IMAGES`); a module's, exact and cheap, on all of them.
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"expected as many labels as images (at least one), got {len(images)} images and {len(labels)} labels")
     if not 0 <= probe_index < len(images):
         raise ValueError(f"probe_index {probe_index} is outside the {len(images)} test images")
-    spec, model, device = loaded.spec, loaded.model, loaded.device
+    # A private copy with the faster pool branches (same values exactly): the hooks below stay off the caller's model.
+    spec, model, device = loaded.spec, with_fast_pools(copy.deepcopy(loaded.model)), loaded.device
     n, classes = len(images), loaded.classes
     if int(labels.max()) >= len(classes):
         raise ValueError(f"{loaded.name} predicts {len(classes)} classes; these labels need {int(labels.max()) + 1}")
     # 128 images at 32 px hold about 200 MB of module outputs at width 0.25 (all nine are kept for the knock-outs).
-    batch_size = batch_size or (128 if loaded.input_size <= 64 else 16)
+    batch_size = batch_size or (32 if loaded.input_size <= 64 else 16)  # 32 vs 128: 10.0 vs 10.9 s an epoch (bar run, bf16)
     heads = spec.heads
     stats = BranchStatistics(spec, len(classes))
     correct = torch.zeros(len(heads), dtype=torch.long)
@@ -156,6 +170,8 @@ def measure(
     if len(heads) > 2:
         agree["all"] = 0
     knocked = {b: 0 for b in spec.branch_names}
+    n_knock = n if knockout_images is None else max(1, min(n, knockout_images))
+    knock_base = 0  # main-head correct answers on the knock-out images: each drop is paired
     captured: dict[str, Tensor] = {}
     hooks = [model.get_submodule(m).register_forward_hook(lambda _m, _i, o, m=m: captured.__setitem__(m, o)) for m in spec.module_names]
     amp = amp_dtype(precision, device)
@@ -180,15 +196,20 @@ def measure(
                     for head, o in zip(heads, outputs):
                         probe[head] = [round(v, 5) for v in o[probe_index - start].float().softmax(0).tolist()]
                 stats.add_labels(y)
+                k = max(0, min(len(y), n_knock - start))  # how many of this batch the knock-outs see
+                knock_base += int((predicted[heads.index("main")][:k] == y[:k]).sum())
                 for module in spec.modules:
                     out = baseline[module.name]
                     stats.add(module.name, out)
+                    if k == 0:
+                        continue
+                    out = out[:k]
                     for branch in module.branches:
                         # Zero the branch's channels in place and put them back: a copy of the slice
                         # instead of the whole output (a quarter of the memory traffic on average).
                         kept = out[:, branch.channels].clone()
                         out[:, branch.channels] = 0
-                        knocked[branch.name] += int((model.forward_from(module.name, out).argmax(1) == y).sum())
+                        knocked[branch.name] += int((model.forward_from(module.name, out).argmax(1) == y[:k]).sum())
                         out[:, branch.channels] = kept
                 if progress is not None:
                     progress(min(1.0, (start + len(y)) / n), f"{min(n, start + len(y))}/{n} test images")
@@ -207,7 +228,7 @@ def measure(
     for module in spec.modules:
         importance[module.name] = round(base - int((labels == constant[module.name]).sum()) / n, 6)
         for branch in module.branches:
-            importance[branch.name] = round(base - knocked[branch.name] / n, 6)
+            importance[branch.name] = round((knock_base - knocked[branch.name]) / n_knock, 6)
     selectivity, preferred = {}, {}
     for branch in spec.branch_names:
         si = stats.selectivity(branch)
@@ -258,9 +279,12 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def images_fingerprint(images: Tensor, labels: Tensor, probe_index: int, precision: str = "fp32") -> str:
-    """What an entry was measured on: the test images, labels, probe and arithmetic (fp32 / bf16)."""
-    digest = hashlib.sha1(f"{tuple(images.shape)}:{probe_index}:{precision}".encode())
+def images_fingerprint(
+    images: Tensor, labels: Tensor, probe_index: int, precision: str = "fp32", knockout_images: int | None = KNOCKOUT_IMAGES
+) -> str:
+    """What an entry was measured on: the test images, labels, probe, arithmetic (fp32 / bf16) and
+    how many images the branch knock-outs see."""
+    digest = hashlib.sha1(f"{tuple(images.shape)}:{probe_index}:{precision}:{knockout_images}".encode())
     digest.update(images.contiguous().numpy().tobytes())
     digest.update(labels.to(torch.int64).contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -211,3 +211,20 @@ def test_comparison_lists_exactly_the_fields_that_differ(run3, small, tmp_path):
     assert [t.name for t in losses] == ["three loss", "other loss"]
     with pytest.raises(ValueError, match="two or more runs"):
         compare_runs([run3])
+
+
+def test_the_fast_pool_branch_gives_the_same_outputs_exactly():
+    import copy
+
+    from googlenet.fastpool import ShiftedMaxPool3x3, with_fast_pools
+    from tests.conftest import make_loaded
+
+    loaded = make_loaded("cifar", width=0.125)
+    fast = with_fast_pools(copy.deepcopy(loaded.model))
+    assert sum(isinstance(m, ShiftedMaxPool3x3) for m in fast.modules()) == 9  # one pool branch per Inception module
+    assert not any(isinstance(m, ShiftedMaxPool3x3) for m in loaded.model.modules())  # the original keeps its pools
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for dtype in (torch.float32, torch.bfloat16):
+            with torch.autocast("cpu", dtype=dtype, enabled=dtype is torch.bfloat16):
+                assert torch.equal(loaded.model(x), fast(x))
