@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = commands.add_parser("timeline", help="per epoch of a run: heads, branch selectivity / energy share, knock-out importance (cached)")
     p.add_argument("run", help="the run folder (runs/NAME) or its NAME")
-    p.add_argument("--data", help="CIFAR-10 folder whose test batch is measured (default: the run's own)")
+    p.add_argument(
+        "--data", help="the data whose test (or validation) split is measured: any --data the trainer reads (default: the run's own)"
+    )
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write the numbers to this JSON file")
     p.add_argument("--images", type=int, default=2000, help="the first N test images (default 2000)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 where training would use it")

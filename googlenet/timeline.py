@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .data import CIFAR10, read_cifar10
+from .data import CIFAR10, DataError, read_cifar10
 from .device import amp_dtype, pick_device
 from .fastpool import with_fast_pools
 from .runs import TIMELINE
@@ -332,7 +332,7 @@ def run_timeline(
     digests = {epoch: file_digest(p) for epoch, p in files.items()}
     arithmetic = _arithmetic(precision, device)
     try:
-        test = _test_set(data if data is not None else run_data(path), max_images)
+        test = _test_set(data if data is not None else run_data(path), max_images, path)
         fingerprint = images_fingerprint(*test, probe_index, arithmetic)
         todo = {e: p for e, p in files.items() if f"{digests[e]}/{fingerprint}" not in cached}
     except ValueError:  # DataError too: the data moved away; what is cached can still be shown
@@ -411,15 +411,36 @@ def _run_config(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _test_set(data: CIFAR10 | str | os.PathLike | None, max_images: int | None) -> tuple[Tensor, Tensor]:
+def _test_set(data: CIFAR10 | str | os.PathLike | None, max_images: int | None, run: Path | None = None) -> tuple[Tensor, Tensor]:
     if data is None:
         raise ValueError("which test set? the run has no config.json naming its data; pass data (--data DIR)")
-    if not isinstance(data, CIFAR10):
-        data = read_cifar10(data)
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be ≥ 1, got {max_images}")
+    if not isinstance(data, CIFAR10):
+        try:
+            data = read_cifar10(data)
+        except DataError:
+            if run is None or not epoch_files(run):
+                raise
+            return _own_test_set(data, max_images, run)
     n = len(data.test_labels) if max_images is None else min(max_images, len(data.test_labels))
     return data.test_images[:n], data.test_labels[:n]
+
+
+def _own_test_set(data: str | os.PathLike, max_images: int | None, run: Path) -> tuple[Tensor, Tensor]:
+    """The held-out split of any other dataset the run read (CIFAR-100, an image folder, a zip's
+    folder), split as the run split it and fitted to its input recipe."""
+    from .datasets import reference_pictures
+
+    newest = list(epoch_files(run).values())[-1]
+    meta = read_meta(newest)[1]
+    config = meta.training.get("config") if isinstance(meta.training.get("config"), dict) else _run_config(run)
+    pictures = reference_pictures(
+        data, meta.preprocess, float(config.get("val_split") or 0.2), int(config.get("seed") or 0), limit=max_images
+    )
+    if tuple(pictures.classes) != tuple(meta.classes):
+        raise ValueError(f"{data} has other classes than the run's checkpoints; pass the data the run trained on (--data)")
+    return pictures.images, pictures.labels
 
 
 def _lock(path: Path) -> threading.Lock:

@@ -51,6 +51,13 @@ def test_an_image_folder_trains_evaluates_per_class_and_keeps_its_class_names(fo
     assert [r["name"] for r in main_head["per_class"]] == list(cifar.classes)
     assert abs(written["accuracy"]["main"] - epoch.acc_main) <= 2 / 128  # BN folded for inference: a near-tie may flip
 
+    # the timeline measures the run on its own val split (not CIFAR-10's test batch)
+    from googlenet.timeline import run_timeline
+
+    timeline = run_timeline(tmp_path / "run")
+    assert [e.epoch for e in timeline.entries] == [1] and timeline.entries[0].count == 128
+    assert abs(timeline.entries[0].accuracy["main"] - epoch.acc_main) <= 4 / 128  # bf16 here, fp32 in training's evaluation
+
     # the run opens with its own labels, and the microscope's reference set is its own val split
     from explain.reference import find_reference
 
