@@ -37,7 +37,8 @@ EXPLAINED = (
     f"passes (the map depends on what the model learned); {UNCHANGED_FROM} or more fails. **Deletion / insertion** (Petsiuk et al. "
     "2018): the class's probability as the pixels the map marks are deleted (lower area is better) or put back into a blurred "
     "copy (higher is better), against a random map, random blobs and a centre blob. **Contributions vs knock-outs**: the atlas "
-    "corners' cheap estimate against zeroing each branch for real."
+    "corners' cheap estimate against zeroing each branch for real. Grad-CAM and Guided Grad-CAM are checked at inception5b, the "
+    "Grad-CAM paper's last block (the attribution above takes Guided Grad-CAM at inception4e)."
 )
 
 
