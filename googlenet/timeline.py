@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from .data import CIFAR10, DataError, read_cifar10
+from .datasets import reference_pictures
 from .device import amp_dtype, pick_device
 from .fastpool import with_fast_pools
 from .runs import TIMELINE
@@ -430,8 +431,6 @@ def _test_set(data: CIFAR10 | str | os.PathLike | None, max_images: int | None, 
 def _own_test_set(data: str | os.PathLike, max_images: int | None, run: Path) -> tuple[Tensor, Tensor]:
     """The held-out split of any other dataset the run read (CIFAR-100, an image folder, a zip's
     folder), split as the run split it and fitted to its input recipe."""
-    from .datasets import reference_pictures
-
     newest = list(epoch_files(run).values())[-1]
     meta = read_meta(newest)[1]
     config = meta.training.get("config") if isinstance(meta.training.get("config"), dict) else _run_config(run)

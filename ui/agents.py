@@ -23,6 +23,7 @@ import gradio as gr
 from explain import Method
 from explain.images import load_image
 from explain.snapshot import ablation_summary, atlas_image, attribution_summary, exploration_summary, overlay_image
+from explain.trust import trust_report
 
 from .shared import HUB, gpu, image_input, outputs, user_errors
 
@@ -133,8 +134,6 @@ def trust_map(image, model: str = "", target: str = "", method: str = "integrate
     Returns:
         JSON with the keys of `python -m explain.trust`: the model-parameter randomisation test (Adebayo et al. 2018; Spearman rank correlation and SSIM after each cascading step from fc down to conv1: a map that stays similar does not depend on what the model learned), deletion and insertion AUCs against a random map (Petsiuk et al. 2018; lower deletion and higher insertion are better), ROAD when asked, the rank correlation of the branches' first-order contributions with real knock-outs, and a one-line verdict in plain words.
     """
-    from explain.trust import trust_report
-
     explorer = HUB.explorer(model or None)
     picture = load_image(image_input(image))
     with _PASSES:

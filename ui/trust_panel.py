@@ -19,7 +19,16 @@ import pandas as pd
 
 from explain import Method
 from explain.images import load_image
-from explain.trust import CHANGED_BELOW, GRADCAM, GRADCAM_LAYER, GUIDED_GRADCAM_CAUTION, UNCHANGED_FROM, compare_models, shuffled_label_runs
+from explain.trust import (
+    CHANGED_BELOW,
+    GRADCAM,
+    GRADCAM_LAYER,
+    GUIDED_GRADCAM_CAUTION,
+    UNCHANGED_FROM,
+    compare_models,
+    shuffled_label_runs,
+    trust_report,
+)
 from explain.trust_figures import contributions_figure, data_randomization_figure, faithfulness_figure, randomization_figure, road_figure
 from googlenet.weights import runs_dir
 
@@ -107,8 +116,6 @@ def scores_table(records: list[dict]) -> pd.DataFrame:
 def explorer_report(explorer, picture, method: str, target, extras: set[str], progress):
     """The report the panel draws: cascading randomisation, deletion/insertion and contributions
     always; ROAD and the independent randomisation when asked (each adds about as much again)."""
-    from explain.trust import trust_report
-
     return trust_report(
         explorer, picture, method, target, cascading=True, independent="independent randomisation" in extras,
         faithfulness=True, road="ROAD" in extras, contributions=True, progress=progress,
