@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cifar", default=None, metavar="DIR", help="also check CIFAR-10 test images from this folder")
     p.add_argument("--start", type=int, default=0, help="--cifar: index of the first test image")
     p.add_argument("--count", type=int, default=10, help="--cifar: how many test images")
-    p.add_argument("--layer", default=None, help="Grad-CAM / Guided Grad-CAM layer (default inception5b for both, the Grad-CAM paper's last block)")
+    p.add_argument(
+        "--layer", default=None, help="Grad-CAM / Guided Grad-CAM layer (default inception5b for both, the Grad-CAM paper's last block)"
+    )
     p.add_argument("--steps", type=int, default=32, help="deletion/insertion points after 0")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -316,7 +316,9 @@ def _sniff(path: Path) -> None:
             f"{path.name}: a zip / PyTorch .pt file; only .safetensors checkpoints are accepted "
             "(pickle-based files can run code and are never loaded)"
         )
-    if head[:1] == b"\x80":
+    # A pickle starts with 0x80 (its PROTO opcode); so does a safetensors file whose header length
+    # is 128 modulo 256 (a real checkpoint hit this): the JSON brace at byte 8 tells them apart.
+    if head[:1] == b"\x80" and head[8:9] != b"{":
         raise CheckpointError(f"{path.name}: a pickle file; only .safetensors checkpoints are accepted (pickles can run code)")
     if size < 8 + 2:
         raise CheckpointError(f"{path.name}: {size} bytes is too short to be a safetensors file (empty or truncated)")

@@ -11,7 +11,9 @@ from ui.shared import HUB, TOP_CLASS, banner
 
 def test_banner_says_why_there_are_no_imagenet_weights_even_when_another_model_was_picked():
     text = banner("bundled")
-    assert "ImageNet weights unavailable" in text and "GOOGLENET_OFFLINE" in text and "googlenet-1378be20.pth" in text
+    # the reason depends on the machine (downloads turned off, or no network): say one, and how to fix it
+    assert "ImageNet weights unavailable" in text and "googlenet-1378be20.pth" in text
+    assert "GOOGLENET_OFFLINE" in text or "download" in text.lower()
 
 
 def test_a_photo_on_a_cifar_model_gets_one_line_of_caution():

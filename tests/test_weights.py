@@ -230,3 +230,20 @@ def test_saving_refuses_an_inference_copy(tmp_path):
 
     with pytest.raises(ValueError, match="folded"):
         save_checkpoint(tmp_path / "x.safetensors", fold_batchnorm(small_model()), META)
+
+
+def test_a_checkpoint_whose_header_length_starts_like_a_pickle_still_loads(tmp_path):
+    # A safetensors file begins with its header's length (8 bytes, little-endian): 128 modulo 256
+    # puts 0x80, a pickle's first byte, at the start. A real checkpoint of this project hit it.
+    from googlenet.preprocess import CIFAR10 as RECIPE
+    from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, read_checkpoint, save_checkpoint
+
+    model = GoogLeNet(num_classes=10, stem="cifar", width=0.125)
+    path = tmp_path / "last.safetensors"
+    for pad in range(300):
+        save_checkpoint(path, model, CheckpointMeta(CIFAR10_CLASSES, RECIPE, {"note": "x" * pad}))
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    loaded, meta = read_checkpoint(path)
+    assert meta.training["note"].startswith("x")

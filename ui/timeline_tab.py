@@ -369,7 +369,7 @@ def build() -> TimelineTab:
         refresh = gr.Button("↻ Refresh list", scale=0, min_width=130)
         measure = gr.Button("Measure new epochs", variant="primary", scale=1, min_width=180, elem_id="timeline-measure")
         live = gr.Checkbox(HUB.device.type != "cpu", label="Live", info=LIVE_INFO, scale=3, elem_id="timeline-live")
-    note = gr.Markdown(HINT, elem_id="timeline-note")
+    note = gr.Markdown(HINT, label="Timeline note", elem_id="timeline-note")
     metric = gr.Radio(METRICS, value="selectivity", label="Heatmap shows", elem_id="timeline-metric")
     heatmap = gr.Plot(show_label=False, label="Branches × epochs", elem_id="timeline-heatmap")
     # one above the other, full width: side by side their titles and the nine modules' legend were cut off at 1440 px
@@ -384,7 +384,7 @@ def build() -> TimelineTab:
         compared = gr.Dropdown([], value=[], multiselect=True, label="Runs to compare (two or more)", scale=4, elem_id="compare-runs")
         only = gr.Checkbox(False, label="Only the settings that differ", scale=1)
         compare = gr.Button("Compare", variant="primary", scale=0, min_width=120, elem_id="compare-runs-button")
-    compare_note = gr.Markdown(elem_id="compare-runs-note")
+    compare_note = gr.Markdown(label="Comparison note", elem_id="compare-runs-note")
     curves = gr.Plot(show_label=False, label="Runs compared", elem_id="compare-runs-curves")
     table = gr.HTML("", label="Settings and final accuracy", elem_id="compare-runs-table", css_template=TABLE_CSS, js_on_load=None)
 

@@ -567,7 +567,10 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.C
                     "⬆ Upload a .zip of an image folder", file_types=[".zip"], scale=1, min_width=180, elem_id="train-upload-zip"
                 )
                 zip_note = gr.Markdown(
-                    "No .zip uploaded yet: one subfolder per class, optionally under train/ and val/.", elem_id="train-zip-note", scale=3
+                    "No .zip uploaded yet: one subfolder per class, optionally under train/ and val/.",
+                    label="Zip note",
+                    elem_id="train-zip-note",
+                    scale=3,
                 )
         val_split = gr.Number(
             0.2, label="Held out for validation", info="folders without val/", minimum=0.01, maximum=0.9, step=0.05,
