@@ -176,6 +176,8 @@ def measure(
     captured: dict[str, Tensor] = {}
     hooks = [model.get_submodule(m).register_forward_hook(lambda _m, _i, o, m=m: captured.__setitem__(m, o)) for m in spec.module_names]
     amp = amp_dtype(precision, device)
+    if amp is not None:  # autocast re-casts weights that need no gradient at every call: cast the copy once
+        model = model.to(amp)
     probe: dict[str, Any] = {"index": probe_index, "label": classes[int(labels[probe_index])]}
     try:
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
