@@ -45,7 +45,7 @@ log = logging.getLogger("googlenet-explorer")
 CSS = "#input-image img, #compare-image img { image-rendering: pixelated; min-width: 70%; object-fit: contain; }\n" + PANEL_CSS
 
 INTRO = """# GoogLeNet Explorer
-See inside GoogLeNet (Inception v1, [Szegedy et al. 2015](https://arxiv.org/abs/1409.4842)): what each of the 9 Inception modules × 4 branches responds to, how it pushes the decision, and what the two auxiliary classifiers would have said. Train your own on CIFAR-10 and explore it."""
+See inside GoogLeNet (Inception v1, [Szegedy et al. 2015](https://arxiv.org/abs/1409.4842)): what each of the 9 Inception modules × 4 branches responds to, how it pushes the decision, and what the two auxiliary classifiers would have said. Train your own on CIFAR-10, CIFAR-100 or your own pictures, watch how it learned, check which explanations to trust."""
 
 
 @user_errors
