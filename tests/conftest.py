@@ -166,3 +166,19 @@ def small_checkpoint(path, seed=0):
     torch.manual_seed(seed)
     meta = CheckpointMeta(CIFAR10_CLASSES, Preprocess(32, 32, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)), training={"accuracy": {"main": 0.5}})
     return save_checkpoint(path, GoogLeNet(num_classes=10, stem="cifar", width=0.125), meta)
+
+
+@pytest.fixture
+def passes(monkeypatch):
+    """Counts Inception module calls: every model pass, full or from a module on, goes through them."""
+    from googlenet.model import Inception
+
+    calls = {"n": 0}
+    original = Inception.forward
+
+    def counted(self, x):
+        calls["n"] += 1
+        return original(self, x)
+
+    monkeypatch.setattr(Inception, "forward", counted)
+    return calls

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from googlenet.data import CIFAR10
-from googlenet.model import GoogLeNet, Inception
+from googlenet.model import GoogLeNet
 from googlenet.train import EpochEvent, TrainConfig, Trainer, read_metrics
 from googlenet.weights import load_model, prepare_for_inference
 
@@ -29,20 +29,6 @@ def run3(small, tmp_path_factory):
     end = Trainer(TrainConfig(out=str(out), epochs=3, batch_size=64, width=0.125, seed=7, lr=0.05), data=small).run()
     assert end.status == "finished"
     return out
-
-
-@pytest.fixture
-def passes(monkeypatch):
-    """Counts Inception module calls: every model pass, full or from a module on, goes through them."""
-    calls = {"n": 0}
-    original = Inception.forward
-
-    def counted(self, x):
-        calls["n"] += 1
-        return original(self, x)
-
-    monkeypatch.setattr(Inception, "forward", counted)
-    return calls
 
 
 def test_forward_from_any_layer_equals_the_full_pass():

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import pytest
 
 from googlenet.data import CIFAR10
-from googlenet.model import Inception
 from googlenet.train import TrainConfig, Trainer
 
 
@@ -41,20 +40,6 @@ def tab(runs_root, monkeypatch):
     monkeypatch.setenv("GOOGLENET_RUNS", str(runs_root))
     monkeypatch.setattr(timeline_tab, "MAX_IMAGES", 128)
     return timeline_tab
-
-
-@pytest.fixture
-def passes(monkeypatch):
-    """Counts Inception module calls: every model pass, full or from a module on, goes through them."""
-    calls = {"n": 0}
-    original = Inception.forward
-
-    def counted(self, x):
-        calls["n"] += 1
-        return original(self, x)
-
-    monkeypatch.setattr(Inception, "forward", counted)
-    return calls
 
 
 def session(name: str):
