@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -92,7 +91,6 @@ __all__ = [
     "trained_on_shuffled_labels",
     "shuffled_label_runs",
     "method_label",
-    "main",
 ]
 
 GRADCAM = "gradcam"  # Grad-CAM of one module or branch, upsampled to the input (not a captum input method)
@@ -965,11 +963,9 @@ def compare_models(
 # -- command line ----------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .trust_cli import run
-
-    return run(argv)
-
-
+# ``python -m explain.trust``: the command line lives in explain/trust_cli.py, which imports this
+# module; run as a script, this module hands over to it (no import back from here).
 if __name__ == "__main__":
-    sys.exit(main())
+    import runpy
+
+    runpy.run_module("explain.trust_cli", run_name="__main__", alter_sys=True)

@@ -193,3 +193,7 @@ def _summary_lines(summary: dict[str, Any]) -> list[str]:
         g = summary["guided_gradcam_above_saliency"]
         lines.append(f"guided_gradcam_above_saliency={g['count']}/{g['images']}")
     return lines
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -319,7 +319,7 @@ def test_bad_method_and_options_are_refused(bundled, cifar):
 def test_cli_writes_the_json(tmp_path, cifar, capsys):
     from PIL import Image
 
-    from explain.trust import main
+    from explain.trust_cli import run as main
 
     path = tmp_path / "frog.png"
     Image.fromarray(cifar.test_images[7].permute(1, 2, 0).numpy()).save(path)
