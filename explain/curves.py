@@ -200,8 +200,8 @@ def norms_figure(
                 )  # fmt: skip
     layout = dict(
         template="none",
-        xaxis=dict(domain=[0, 0.47], title="step", **_GRID), yaxis=dict(title="gradient norm", type="log", dtick="D2", **_GRID),
-        xaxis2=dict(domain=[0.55, 1], title="step", anchor="y2", **_GRID), yaxis2=dict(title="weight norm", anchor="x2", **_GRID),
+        xaxis=dict(domain=[0, 0.44], title="step", **_GRID), yaxis=dict(title="gradient norm", type="log", dtick="D2", **_GRID),
+        xaxis2=dict(domain=[0.6, 1], title="step", anchor="y2", **_GRID), yaxis2=dict(title="weight norm", anchor="x2", **_GRID),
         height=380, margin=dict(l=60, r=12, t=30, b=40), legend=dict(orientation="h", y=-0.22, font=dict(size=10)),
         paper_bgcolor="white", plot_bgcolor="#fafafa", uirevision="norms",
     )  # fmt: skip

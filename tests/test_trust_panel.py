@@ -65,4 +65,4 @@ def test_a_shuffled_label_run_is_offered_and_compared(cifar):
     assert [value for _, value in choices] == ["runs:shuffled/last.safetensors"]  # the true-label run is not offered
     view = trust_panel.shuffled_view(CAT, "bundled", choices[0][1], TOP_CLASS, "saliency")
     assert "Data randomisation" in view.trust_shuffled_note and "rank correlation" in view.trust_shuffled_note
-    assert len(view.trust_shuffled_plot.data) == 2
+    assert view.trust_shuffled_plot["visible"] is True and len(view.trust_shuffled_plot["value"].data) == 2

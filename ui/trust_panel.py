@@ -161,7 +161,7 @@ def shuffled_view(image, model, shuffled, target, method) -> ShuffledView:
         else "the maps are partly alike: part of this method's map comes from the image itself"
     )
     return ShuffledView(
-        data_randomization_figure(result, dict(method_choices()).get(method, method)),
+        gr.update(value=data_randomization_figure(result, dict(method_choices()).get(method, method)), visible=True),
         f"Data randomisation (Adebayo et al. 2018): rank correlation {result.spearman_abs:.2f}: {verdict}.",
     )
 
@@ -188,7 +188,8 @@ def build(image, model, target, attribution_method: gr.Radio) -> dict[str, Any]:
             shuffled = gr.Dropdown([], label="Model trained on shuffled labels", elem_id="trust-shuffled", scale=3)
             shuffled_button = gr.Button("Compare", elem_id="trust-shuffled-button", scale=1)
         shuffled_note = gr.Markdown("", label="Data randomisation note", elem_id="trust-shuffled-note")
-        shuffled_plot = gr.Plot(show_label=False, label="Data randomisation", elem_id="trust-shuffled-plot")
+        # hidden until a comparison is drawn: an empty plot reads as something that failed
+        shuffled_plot = gr.Plot(show_label=False, label="Data randomisation", elem_id="trust-shuffled-plot", visible=False)
     components = dict(
         trust_verdict=verdict, trust_scores=scores, trust_randomization=randomization, trust_faithfulness=faithfulness,
         trust_contributions=contributions, trust_road=road, trust_shuffled_plot=shuffled_plot, trust_shuffled_note=shuffled_note,
@@ -206,7 +207,7 @@ def build(image, model, target, attribution_method: gr.Radio) -> dict[str, Any]:
     # Results belong to one image, model, class and method: any change clears them.
     for trigger in (image.change, model.change, target.input, method.input):
         trigger(cleared, None, view, **quiet)
-        trigger(lambda: (None, ""), None, [shuffled_plot, shuffled_note], **quiet)
+        trigger(lambda: (gr.update(value=None, visible=False), ""), None, [shuffled_plot, shuffled_note], **quiet)
     # The attribution's method picker sets the map to check (Grad-CAM is only here).
     attribution_method.input(
         lambda label: next((m.value for m in Method if m.label == label), gr.skip()), attribution_method, method, **quiet
