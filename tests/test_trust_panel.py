@@ -16,14 +16,15 @@ CAT = "assets/examples/cifar/cat-1.png"
 def test_the_panel_checks_the_map_on_screen_and_says_what_it_means():
     view = trust_panel.trust_view(CAT, "bundled", TOP_CLASS, "saliency", [])
     assert view.trust_verdict.startswith("**Saliency for “") and "randomised" in view.trust_verdict
-    rows = view.trust_scores.to_dict("records")
+    rows = view.trust_scores["value"].to_dict("records")
     checks = [row["check"] for row in rows]
     assert any(c.startswith("Randomisation, cascading") for c in checks) and "Deletion AUC" in checks and "Insertion AUC" in checks
     assert any(c.startswith("Branch contribution vs knock-out") for c in checks)
     deletion = next(row for row in rows if row["check"] == "Deletion AUC")
     assert 0 <= float(deletion["this map"]) <= 1 and float(deletion["random map"]) >= 0
     assert next(row for row in rows if row["check"].startswith("Branch contribution"))["random map"] == "–"
-    steps = [t for t in view.trust_randomization.data if t.type == "scatter"]
+    assert all(getattr(view, f)["visible"] for f in ("trust_scores", "trust_randomization", "trust_faithfulness", "trust_contributions"))
+    steps = [t for t in view.trust_randomization["value"].data if t.type == "scatter"]
     assert steps and len(steps[0].x) >= 10  # fc, inception5b … conv1
     assert view.trust_road["visible"] is False  # ROAD only when asked
 
@@ -34,12 +35,13 @@ def test_guided_gradcam_carries_its_caution_and_roads_run_when_asked():
     view = trust_panel.trust_view(CAT, "bundled", "cat", "guided_gradcam", ["ROAD"])
     assert "Adebayo" in view.trust_verdict and "“cat”" in view.trust_verdict
     assert view.trust_road["visible"] is True and view.trust_road["value"] is not None
-    assert any(row["check"].startswith("ROAD") for row in view.trust_scores.to_dict("records"))
+    assert any(row["check"].startswith("ROAD") for row in view.trust_scores["value"].to_dict("records"))
 
 
 def test_clearing_leaves_the_hint():
     view = trust_panel.cleared()
-    assert view.trust_verdict == trust_panel.HINT and view.trust_scores is None and view.trust_randomization is None
+    assert view.trust_verdict == trust_panel.HINT
+    assert all(not part["visible"] and part["value"] is None for part in view[1:])
 
 
 def test_bad_input_is_a_message_not_a_traceback():

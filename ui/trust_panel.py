@@ -71,8 +71,17 @@ class ShuffledView(NamedTuple):
     trust_shuffled_note: Any
 
 
+def _hidden():
+    return gr.update(value=None, visible=False)
+
+
+def _shown(value):
+    return gr.update(value=value, visible=True)
+
+
 def cleared() -> TrustView:
-    return TrustView(HINT, None, None, None, None, gr.update(value=None, visible=False))
+    """The hint, and the results hidden (empty tables and plots read as something that failed)."""
+    return TrustView(HINT, _hidden(), _hidden(), _hidden(), _hidden(), _hidden())
 
 
 def _target(target):
@@ -96,11 +105,11 @@ def trust_view(image, model, target, method, extras, progress=gr.Progress()) -> 
     road = report.faithfulness is not None and report.faithfulness.road is not None
     return TrustView(
         trust_verdict=verdict,
-        trust_scores=scores_table(report.records()),
-        trust_randomization=randomization_figure(report),
-        trust_faithfulness=faithfulness_figure(report),
-        trust_contributions=contributions_figure(report),
-        trust_road=gr.update(value=road_figure(report) if road else None, visible=road),
+        trust_scores=_shown(scores_table(report.records())),
+        trust_randomization=_shown(randomization_figure(report)),
+        trust_faithfulness=_shown(faithfulness_figure(report)),
+        trust_contributions=_shown(contributions_figure(report)),
+        trust_road=_shown(road_figure(report)) if road else _hidden(),
     )
 
 
@@ -161,7 +170,7 @@ def shuffled_view(image, model, shuffled, target, method) -> ShuffledView:
         else "the maps are partly alike: part of this method's map comes from the image itself"
     )
     return ShuffledView(
-        gr.update(value=data_randomization_figure(result, dict(method_choices()).get(method, method)), visible=True),
+        _shown(data_randomization_figure(result, dict(method_choices()).get(method, method))),
         f"Data randomisation (Adebayo et al. 2018): rank correlation {result.spearman_abs:.2f}: {verdict}.",
     )
 
@@ -174,14 +183,18 @@ def build(image, model, target, attribution_method: gr.Radio) -> dict[str, Any]:
         with gr.Row():
             method = gr.Dropdown(choices, value=choices[0][1], label="Map to check", elem_id="trust-method", scale=2)
             extras = gr.CheckboxGroup(
-                ["ROAD", "independent randomisation"], label="Also run (each about doubles the time)", elem_id="trust-extras", scale=2
+                ["ROAD", "independent randomisation"],
+                label="Also run (slower; ROAD much slower at 224 px)",
+                elem_id="trust-extras",
+                scale=2,
             )
         button = gr.Button("Check this map", elem_id="trust-button")
         verdict = gr.Markdown(HINT, label="Verdict", elem_id="trust-verdict")
-        scores = gr.Dataframe(label="Scores", elem_id="trust-scores", interactive=False, wrap=True)
-        randomization = gr.Plot(show_label=False, label="Randomisation", elem_id="trust-randomization")
-        faithfulness = gr.Plot(show_label=False, label="Deletion and insertion", elem_id="trust-faithfulness")
-        contributions = gr.Plot(show_label=False, label="Contributions vs knock-outs", elem_id="trust-contributions")
+        # results hidden until a check is drawn
+        scores = gr.Dataframe(label="Scores", elem_id="trust-scores", interactive=False, wrap=True, visible=False)
+        randomization = gr.Plot(show_label=False, label="Randomisation", elem_id="trust-randomization", visible=False)
+        faithfulness = gr.Plot(show_label=False, label="Deletion and insertion", elem_id="trust-faithfulness", visible=False)
+        contributions = gr.Plot(show_label=False, label="Contributions vs knock-outs", elem_id="trust-contributions", visible=False)
         road = gr.Plot(show_label=False, label="ROAD", elem_id="trust-road", visible=False)
         gr.Markdown("**Data randomisation**: the same map on a model trained on shuffled labels.")
         with gr.Row():
@@ -207,7 +220,7 @@ def build(image, model, target, attribution_method: gr.Radio) -> dict[str, Any]:
     # Results belong to one image, model, class and method: any change clears them.
     for trigger in (image.change, model.change, target.input, method.input):
         trigger(cleared, None, view, **quiet)
-        trigger(lambda: (gr.update(value=None, visible=False), ""), None, [shuffled_plot, shuffled_note], **quiet)
+        trigger(lambda: (_hidden(), ""), None, [shuffled_plot, shuffled_note], **quiet)
     # The attribution's method picker sets the map to check (Grad-CAM is only here).
     attribution_method.input(
         lambda label: next((m.value for m in Method if m.label == label), gr.skip()), attribution_method, method, **quiet
