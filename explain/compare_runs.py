@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from googlenet.timeline import resolve_run
 from googlenet.train import EpochEvent, StartEvent, StepEvent, read_metrics
 
-from .curves import ACC_SERIES, downsample, ema
+from .curves import ACC_SERIES, smoothed_line
 
 __all__ = ["RunComparison", "compare_runs", "IDENTITY_FIELDS"]
 
@@ -133,19 +133,9 @@ def _figure(names, steps, epochs, smoothing: float, log_y: bool, max_points: int
         color = _PALETTE[i % len(_PALETTE)]
         if run_steps:
             x = np.array([e.step for e in run_steps])
-            y = ema(np.array([e.loss for e in run_steps], dtype=np.float64), smoothing)
-            xs, ys = downsample(x, y, max_points)
-            data.append(
-                dict(
-                    type="scattergl",
-                    mode="lines",
-                    x=xs,
-                    y=np.round(ys, 5),
-                    name=f"{name} loss",
-                    legendgroup=name,
-                    line=dict(color=color, width=1.6),
-                )
-            )
+            y = np.array([e.loss for e in run_steps], dtype=np.float64)
+            line = dict(color=color, width=1.6)
+            data.append(smoothed_line(x, y, smoothing, max_points, name=f"{name} loss", legendgroup=name, line=line))
         for key, (head, _) in ACC_SERIES.items():
             points = [(e.epoch, getattr(e, key)) for e in run_epochs if getattr(e, key) is not None]
             if not points:

@@ -8,6 +8,7 @@ the thinning. A 100,000-step run re-plots in well under 200 ms (``python -m expl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -81,18 +82,8 @@ def training_figure(
         y = np.asarray([np.nan if v is None else v for v in columns.get(key, [])], dtype=np.float64)
         if y.size == 0 or np.isnan(y).all():
             continue
-        xs, ys = downsample(x, ema(np.nan_to_num(y, nan=0.0), smoothing), max_points)
-        data.append(
-            dict(
-                type="scattergl",
-                mode="lines",
-                x=xs,
-                y=np.round(ys, 5),
-                name=f"{label} loss",
-                line=dict(color=color, width=2 if key == "loss" else 1.4),
-                legendgroup=label,
-            )
-        )
+        line = dict(color=color, width=2 if key == "loss" else 1.4)
+        data.append(smoothed_line(x, np.nan_to_num(y, nan=0.0), smoothing, max_points, name=f"{label} loss", line=line, legendgroup=label))
     for key, (label, color) in ACC_SERIES.items():
         points = [(e["epoch"], e[key]) for e in epochs if e.get(key) is not None]
         if points:
@@ -121,14 +112,26 @@ def training_figure(
         paper_bgcolor="white", plot_bgcolor="#fafafa", uirevision="curves",
     )  # fmt: skip
     if not data:  # no axes to show yet: empty ones would run over a meaningless -1…6
-        for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2"):
-            layout[axis] = dict(layout[axis], visible=False)
-        layout.update(plot_bgcolor="white", height=160)
-        text = "No steps yet: press Start.<br>The loss per step (left) and each head's test accuracy per epoch (right) appear here."
-        layout["annotations"] = [
-            dict(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=13, color="#6b7280"))
-        ]
+        _empty(
+            layout, "No steps yet: press Start.<br>The loss per step (left) and each head's test accuracy per epoch (right) appear here."
+        )
     return go.Figure(data=data, layout=layout)
+
+
+def _empty(layout: dict, text: str) -> None:
+    """A figure with nothing to plot yet: its axes hidden, a short one-line-high note instead."""
+    for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2"):
+        layout[axis] = dict(layout[axis], visible=False)
+    layout.update(plot_bgcolor="white", height=160)
+    layout["annotations"] = [
+        dict(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=13, color="#6b7280"))
+    ]
+
+
+def smoothed_line(x: np.ndarray, y: np.ndarray, smoothing: float, max_points: int, **style: Any) -> dict:
+    """A loss curve as the live plot draws it: EMA-smoothed, thinned to ``max_points``, WebGL."""
+    xs, ys = downsample(x, ema(y, smoothing), max_points)
+    return dict(type="scattergl", mode="lines", x=xs, y=np.round(ys, 5), **style)
 
 
 def _columns(records: Sequence[dict], keys: Sequence[str]) -> dict[str, list]:
@@ -206,11 +209,5 @@ def norms_figure(
         paper_bgcolor="white", plot_bgcolor="#fafafa", uirevision="norms",
     )  # fmt: skip
     if not data:  # no empty axes running over a meaningless range
-        for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2"):
-            layout[axis] = dict(layout[axis], visible=False)
-        layout.update(plot_bgcolor="white", height=160)
-        text = "No gradient norms logged yet.<br>Each module's gradient norm (left) and weight norm (right) per step appear here."
-        layout["annotations"] = [
-            dict(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=13, color="#6b7280"))
-        ]
+        _empty(layout, "No gradient norms logged yet.<br>Each module's gradient norm (left) and weight norm (right) per step appear here.")
     return go.Figure(data=data, layout=layout)

@@ -581,32 +581,22 @@ def trust_report(
                 predicted = int(model(x).argmax(1)[0])
             return explainer.raw(x, predicted)
 
-        def tagged(steps: list[Similarity]) -> tuple[Similarity, ...]:
-            return tuple(replace(s, target=t) for s, t in zip(steps, targets))
-
-        independent_steps: tuple[Similarity, ...] = ()
-        cascading_steps: tuple[Similarity, ...] = ()
-        if independent:  # first, while the copy is intact: each step restores its layer
+        randomised: dict[str, tuple[Similarity, ...]] = {"independent": (), "cascading": ()}
+        # independent first, while the copy is intact: each of its steps restores its layer
+        for order, wanted, done in (("independent", independent, "{} alone randomised"), ("cascading", cascading, "randomised down to {}")):
+            if not wanted:
+                continue
             clock = time.perf_counter()
-            targets: list[int] = []
-            _, independent_steps = randomize(
-                model, explain, layers, "independent", seed, original=original,
-                progress=lambda n: (targets.append(explainer.last_target), report.step(f"{n} alone randomised")),
+            targets: list[int] = []  # the class each randomised map was taken for
+            _, similarities = randomize(
+                model, explain, layers, order, seed, original=original,
+                progress=lambda n, done=done, targets=targets: (targets.append(explainer.last_target), report.step(done.format(n))),
             )  # fmt: skip
-            independent_steps = tagged(independent_steps)
-            timings["independent_s"] = time.perf_counter() - clock
-        if cascading:
-            clock = time.perf_counter()
-            targets = []
-            _, cascading_steps = randomize(
-                model, explain, layers, "cascading", seed, original=original,
-                progress=lambda n: (targets.append(explainer.last_target), report.step(f"randomised down to {n}")),
-            )  # fmt: skip
-            cascading_steps = tagged(cascading_steps)
-            timings["cascading_s"] = time.perf_counter() - clock
+            randomised[order] = tuple(replace(s, target=t) for s, t in zip(similarities, targets))
+            timings[f"{order}_s"] = time.perf_counter() - clock
         scaled = unit_range(original.abs().sum(0))
         centre = spearman(scaled, _baseline_maps(tuple(scaled.shape), seed)["centre"])
-        randomization = Randomization(scaled, cascading_steps, independent_steps, seed, randomized_target, centre)
+        randomization = Randomization(scaled, randomised["cascading"], randomised["independent"], seed, randomized_target, centre)
 
     seconds = time.perf_counter() - started
     report.done()

@@ -182,3 +182,17 @@ def passes(monkeypatch):
 
     monkeypatch.setattr(Inception, "forward", counted)
     return calls
+
+
+def cifar_slice(cifar, train: int, test: int):
+    """The first ``train`` training and ``test`` test pictures of the real subset, as a CIFAR10."""
+    from googlenet.data import CIFAR10
+
+    return CIFAR10(
+        cifar.train_images[:train],
+        cifar.train_labels[:train],
+        cifar.test_images[:test],
+        cifar.test_labels[:test],
+        cifar.classes,
+        cifar.root,
+    )

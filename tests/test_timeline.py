@@ -8,18 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from googlenet.data import CIFAR10
 from googlenet.model import GoogLeNet
 from googlenet.train import EpochEvent, TrainConfig, Trainer, read_metrics
 from googlenet.weights import load_model, prepare_for_inference
+from tests.conftest import cifar_slice
 
 
 @pytest.fixture(scope="module")
 def small(cifar):
     """256 training and 256 test images of the real subset: three epochs take seconds."""
-    return CIFAR10(
-        cifar.train_images[:256], cifar.train_labels[:256], cifar.test_images[:256], cifar.test_labels[:256], cifar.classes, cifar.root
-    )
+    return cifar_slice(cifar, 256, 256)
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from googlenet.data import CIFAR10
 from googlenet.train import TrainConfig, Trainer
+from tests.conftest import cifar_slice
 
 
 @pytest.fixture(scope="module")
 def small(cifar):
     """256 training and 256 test images of the real subset."""
-    return CIFAR10(
-        cifar.train_images[:256], cifar.train_labels[:256], cifar.test_images[:256], cifar.test_labels[:256], cifar.classes, cifar.root
-    )
+    return cifar_slice(cifar, 256, 256)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from googlenet.data import CIFAR10
 from googlenet.model import GoogLeNet
 from googlenet.train import EpochEvent, StepEvent, TrainConfig, Trainer, _Run, read_metrics
+from tests.conftest import cifar_slice
 
 MODULES = (
     "conv1",
@@ -25,9 +25,7 @@ MODULES = (
 
 @pytest.fixture(scope="module")
 def small(cifar):
-    return CIFAR10(
-        cifar.train_images[:256], cifar.train_labels[:256], cifar.test_images[:128], cifar.test_labels[:128], cifar.classes, cifar.root
-    )
+    return cifar_slice(cifar, 256, 128)
 
 
 def config(out, **overrides):

@@ -30,6 +30,7 @@ from explain.trust import (
 from explain.trust_figures import contributions_figure, faithfulness_figure, randomization_figure, road_figure
 from explain.trust_metrics import impute_linear, spearman, ssim
 from googlenet.weights import load_model
+from tests.conftest import cifar_slice
 
 
 class Tiny(nn.Module):
@@ -332,12 +333,9 @@ def test_cli_writes_the_json(tmp_path, cifar, capsys):
 
 
 def test_data_randomisation_compares_two_models_and_finds_shuffled_runs(bundled, cifar, tmp_path):
-    from googlenet.data import CIFAR10
     from googlenet.train import TrainConfig, Trainer
 
-    small = CIFAR10(
-        cifar.train_images[:128], cifar.train_labels[:128], cifar.test_images[:64], cifar.test_labels[:64], cifar.classes, cifar.root
-    )
+    small = cifar_slice(cifar, 128, 64)
     end = Trainer(
         TrainConfig(out=str(tmp_path / "shuffled"), epochs=1, batch_size=64, width=0.125, max_steps=1, shuffle_labels=True), data=small
     ).run()
@@ -349,12 +347,9 @@ def test_data_randomisation_compares_two_models_and_finds_shuffled_runs(bundled,
 
 
 def test_shuffled_labels_are_a_seeded_permutation_of_the_training_labels(cifar, tmp_path):
-    from googlenet.data import CIFAR10
     from googlenet.train import TrainConfig, _Run
 
-    small = CIFAR10(
-        cifar.train_images[:256], cifar.train_labels[:256], cifar.test_images[:64], cifar.test_labels[:64], cifar.classes, cifar.root
-    )
+    small = cifar_slice(cifar, 256, 64)
     config = TrainConfig(out=str(tmp_path / "s"), epochs=1, batch_size=64, width=0.125, shuffle_labels=True, seed=3)
     run = _Run(config, small, torch.device("cpu"), 0, 1, None, None)
     labels = run.train_batches.labels.cpu()

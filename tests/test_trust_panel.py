@@ -4,9 +4,9 @@ import gradio as gr
 import pytest
 
 from explain import Method
-from googlenet.data import CIFAR10
 from googlenet.train import TrainConfig, Trainer
 from googlenet.weights import runs_dir
+from tests.conftest import cifar_slice
 from ui import trust_panel
 from ui.shared import TOP_CLASS
 
@@ -40,8 +40,8 @@ def test_guided_gradcam_carries_its_caution_and_roads_run_when_asked():
 
 def test_clearing_leaves_the_hint():
     view = trust_panel.cleared()
-    assert view.trust_verdict == trust_panel.HINT
-    assert all(not part["visible"] and part["value"] is None for part in view[1:])
+    assert view.trust_verdict == trust_panel.HINT and view.trust_shuffled_note == ""
+    assert all(not part["visible"] and part["value"] is None for part in view[1:-1])
 
 
 def test_bad_input_is_a_message_not_a_traceback():
@@ -57,9 +57,7 @@ def test_bad_input_is_a_message_not_a_traceback():
 
 def test_a_shuffled_label_run_is_offered_and_compared(cifar):
     assert trust_panel.shuffled_choices() == []
-    small = CIFAR10(
-        cifar.train_images[:128], cifar.train_labels[:128], cifar.test_images[:64], cifar.test_labels[:64], cifar.classes, cifar.root
-    )
+    small = cifar_slice(cifar, 128, 64)
     config = TrainConfig(out=str(runs_dir() / "shuffled"), epochs=1, batch_size=64, width=0.125, max_steps=1, shuffle_labels=True)
     Trainer(config, data=small).run()
     Trainer(TrainConfig(out=str(runs_dir() / "true"), epochs=1, batch_size=64, width=0.125, max_steps=1), data=small).run()

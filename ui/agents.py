@@ -25,7 +25,7 @@ from explain.images import load_image
 from explain.snapshot import ablation_summary, atlas_image, attribution_summary, exploration_summary, overlay_image
 from explain.trust import trust_report
 
-from .shared import HUB, gpu, image_input, outputs, user_errors
+from .shared import HUB, chosen_target, gpu, image_input, outputs, user_errors
 
 __all__ = ["explore", "attribute", "knock_out", "trust_map", "build", "keep_to_agent_tools", "AGENT_ENDPOINTS"]
 
@@ -41,10 +41,6 @@ _PASSES = threading.BoundedSemaphore(2)
 class Picture(NamedTuple):
     picture: Any
     summary: Any
-
-
-def _target(target):
-    return None if target in (None, "", "(top class)") else target
 
 
 @user_errors
@@ -63,7 +59,7 @@ def explore(image, model: str = "", target: str = "", kind: str = "cam") -> Pict
     """
     explorer = HUB.explorer(model or None)
     with _PASSES:
-        exploration = explorer.explore(image_input(image), _target(target))
+        exploration = explorer.explore(image_input(image), chosen_target(target))
     return Picture(picture=atlas_image(exploration, kind), summary=_json(exploration_summary(exploration)))
 
 
@@ -90,7 +86,7 @@ def attribute(image, model: str = "", target: str = "", method: str = "Integrate
     explorer = HUB.explorer(model or None)
     picture = load_image(image_input(image))
     with _PASSES:
-        result = explorer.attribute(picture, chosen, _target(target), bool(noise_tunnel))
+        result = explorer.attribute(picture, chosen, chosen_target(target), bool(noise_tunnel))
     overlay = overlay_image(explorer.prepare(picture)[1], result.map.float(), signed=True)
     return Picture(picture=overlay, summary=_json(attribution_summary(result)))
 
@@ -115,7 +111,7 @@ def knock_out(image, model: str = "", target: str = "", branches: list[str] | No
     sets = branches + ([branches] if len(branches) > 1 else [])
     explorer = HUB.explorer(model or None)
     with _PASSES:
-        ablation = explorer.ablate(image_input(image), sets, _target(target))
+        ablation = explorer.ablate(image_input(image), sets, chosen_target(target))
     return _json(ablation_summary(ablation))
 
 
@@ -137,7 +133,7 @@ def trust_map(image, model: str = "", target: str = "", method: str = "integrate
     explorer = HUB.explorer(model or None)
     picture = load_image(image_input(image))
     with _PASSES:
-        report = trust_report(explorer, picture, method, _target(target), independent=False, road=bool(road))
+        report = trust_report(explorer, picture, method, chosen_target(target), independent=False, road=bool(road))
     return _json(report.to_json())
 
 

@@ -16,7 +16,7 @@ from explain.figures import MAP_KINDS
 from explain.images import load_image
 from explain.panels import atlas_html, heads_html, map_range, note_html
 
-from .shared import HUB, examples, gpu, image_input, model_choices_update, open_choices, outputs, unchanged, user_errors, viewer_key
+from .shared import HUB, examples, gpu, image_input, open_choices, outputs, unchanged, user_errors, viewer_key
 
 SCALES = {
     "each map its own": "every map scaled to its own peak, as in Explore: where each branch looks, readable for both models",
@@ -59,9 +59,10 @@ def compare_on_change(image, *args) -> CompareView:
     return compare_view(image, *args)
 
 
-def default_partner(default: str) -> tuple[list[tuple[str, str]], str]:
-    """Model B's choices (every model, plus the default's untrained twin) and its starting value."""
-    choices = HUB.choices()
+def default_partner(default: str, choices: list[tuple[str, str]] | None = None) -> tuple[list[tuple[str, str]], str]:
+    """Model B's choices (``choices``, by default every model, plus the default's untrained twin)
+    and its starting value."""
+    choices = HUB.choices() if choices is None else choices
     trained = [value for _, value in choices if value not in (default, "random")]
     twin = f"untrained:{default}"
     with_twin = [*choices, (HUB.untrained_label(default), twin)] if default != "random" else choices
@@ -71,11 +72,14 @@ def default_partner(default: str) -> tuple[list[tuple[str, str]], str]:
 def visitor_choices(model_a, model_b):
     """Both pickers as this visitor may see them (their own runs and uploads join on a public
     server), keeping the current choices where they are still there."""
-    a = model_choices_update(model_a)
-    choices_b, value_b = default_partner(HUB.default())
-    choices_b = [*HUB.choices(viewer_key()), *(c for c in choices_b if c[1].startswith("untrained:"))]
-    values_b = [v for _, v in choices_b]
-    return a, gr.update(choices=choices_b, value=model_b if model_b in values_b else value_b if value_b in values_b else values_b[0])
+    choices = HUB.choices(viewer_key())
+    choices_b, value_b = default_partner(HUB.default(), choices)
+
+    def keep(current, options, fallback):
+        values = [v for _, v in options]
+        return gr.update(choices=options, value=current if current in values else fallback)
+
+    return keep(model_a, choices, choices[0][1]), keep(model_b, choices_b, value_b)
 
 
 def build(default: str) -> tuple[gr.Dropdown, gr.Dropdown]:

@@ -33,7 +33,7 @@ from explain.reference import ReferenceMissing, candidate_roots, data_root, fetc
 
 from . import links, trust_panel
 from .caching import cached, examples_cache_folder
-from .shared import HUB, TOP_CLASS, examples, gpu, image_input, open_choices, outputs, settings, unchanged, user_errors
+from .shared import HUB, TOP_CLASS, chosen_target, examples, gpu, image_input, open_choices, outputs, settings, unchanged, user_errors
 
 DEFAULT_BRANCH = "inception4c.branch2"
 ATTRIBUTION_HINT = "Press “Attribute” to see which pixels matter for the class explained above."
@@ -238,9 +238,8 @@ def target_choices(model) -> Any:
 def attribute_view(image, model, target, method_label, noise_tunnel, colorscale, opacity, progress=gr.Progress()):
     method = next((m for m in Method if m.label == method_label), None) or Method(method_label)
     explorer = HUB.explorer(model)
-    target = None if target in (None, "", TOP_CLASS) else target
     picture = load_image(image_input(image))  # decoded once, for the attribution and the overlay
-    result = explorer.attribute(picture, method, target, bool(noise_tunnel), progress=lambda f, msg: progress(f, desc=msg))
+    result = explorer.attribute(picture, method, chosen_target(target), bool(noise_tunnel), progress=lambda f, msg: progress(f, desc=msg))
     return attribution_html(result, explorer.prepare(picture)[1], colorscale, float(opacity))
 
 
@@ -250,7 +249,7 @@ def knockout_view(image, model, target, branches) -> KnockoutView:
     if not branches:
         raise gr.Error("pick one or more branches (or whole modules) to knock out")
     sets = list(branches) + ([list(branches)] if len(branches) > 1 else [])
-    ablation = HUB.explorer(model).ablate(image_input(image), sets, None if target in (None, "", TOP_CLASS) else target)
+    ablation = HUB.explorer(model).ablate(image_input(image), sets, chosen_target(target))
     return KnockoutView(knock_plot=ablation_figure(ablation), knock_table=knockout_table(ablation))
 
 

@@ -152,6 +152,11 @@ def unchanged(result: type[NamedTuple]) -> NamedTuple:
     return result(*[gr.skip()] * len(result._fields))
 
 
+def chosen_target(target: object) -> object:
+    """The class a control asks for: ``None`` (the main head's top class) for "(top class)" or nothing."""
+    return None if target in (None, "", TOP_CLASS) else target
+
+
 def image_input(payload) -> object:
     """The raw upload (events use ``preprocess=False``, so Gradio's own decoder never sees it)."""
     if payload is None:

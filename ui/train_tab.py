@@ -410,23 +410,25 @@ def train_poll(smoothing, log_y, seen, model) -> TrainPoll:
     re-drawn only when an epoch ends or another run is shown (their key names the run, so a new
     run clears the last one's)."""
     status = JOB.status()
+    # What the page shows is a function of these: a tick that finds them unchanged returns before
+    # walking the run's events (every second, on every open page).
+    key = (status.version, status.state, round(float(smoothing), 2), bool(log_y), (status.run, status.started))
+    if isinstance(seen, tuple) and seen[:5] == key:
+        return unchanged(TrainPoll)
     epochs = [e.__dict__ for e in status.events if isinstance(e, EpochEvent)]
     class_key = (status.run, status.started, len(epochs))
-    key = (status.version, status.state, round(float(smoothing), 2), bool(log_y), class_key)
-    if seen == key:
-        return unchanged(TrainPoll)
     steps = [e.__dict__ for e in status.events if isinstance(e, StepEvent)]
     ended = not status.running and status.state in ENDED
     just_ended = ended and (seen is None or seen[1] != status.state)
     picture = JOB.probe_image(epochs[-1]["probe"].get("index", 0)) if epochs and epochs[-1].get("probe") else None
-    classes_changed = not isinstance(seen, tuple) or len(seen) < 5 or seen[4] != class_key
+    classes_changed = not isinstance(seen, tuple) or len(seen) < 6 or seen[5] != class_key
     per_class, confusion, pairs = class_views(status.events) if classes_changed else (gr.skip(),) * 3
     return TrainPoll(
         curves=training_figure(steps, epochs, float(smoothing), bool(log_y)),
         status=status_text(status),
         train_log=log_text(status.events),
         probe=probe_text(epochs),
-        seen=key,
+        seen=(*key, class_key),
         model=model_choices_update(model) if just_ended else gr.skip(),
         probe_picture=picture if picture is not None else gr.skip(),
         # "Stopping after the current step…" (or "Started…") must not outlive the run: the status

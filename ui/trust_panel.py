@@ -32,7 +32,7 @@ from explain.trust import (
 from explain.trust_figures import contributions_figure, data_randomization_figure, faithfulness_figure, randomization_figure, road_figure
 from googlenet.weights import runs_dir
 
-from .shared import HUB, TOP_CLASS, gpu, image_input, outputs, user_errors, viewer_key
+from .shared import HUB, chosen_target, gpu, image_input, outputs, user_errors, viewer_key
 
 HINT = "Press “Check this map” to test the map of the method chosen here on the image and class above."
 GRADCAM_LABEL = f"Grad-CAM ({GRADCAM_LAYER}, upsampled)"
@@ -79,13 +79,22 @@ def _shown(value):
     return gr.update(value=value, visible=True)
 
 
-def cleared() -> TrustView:
+class Cleared(NamedTuple):
+    """Everything drawn for an image, model, class or method that is no longer on screen."""
+
+    trust_verdict: Any
+    trust_scores: Any
+    trust_randomization: Any
+    trust_faithfulness: Any
+    trust_contributions: Any
+    trust_road: Any
+    trust_shuffled_plot: Any
+    trust_shuffled_note: Any
+
+
+def cleared() -> Cleared:
     """The hint, and the results hidden (empty tables and plots read as something that failed)."""
-    return TrustView(HINT, _hidden(), _hidden(), _hidden(), _hidden(), _hidden())
-
-
-def _target(target):
-    return None if target in (None, "", TOP_CLASS) else target
+    return Cleared(HINT, *[_hidden()] * 6, "")
 
 
 @user_errors
@@ -95,7 +104,7 @@ def trust_view(image, model, target, method, extras, progress=gr.Progress()) -> 
     explorer = HUB.explorer(model)
     picture = load_image(image_input(image))
     extras = set(extras or ())
-    report = explorer_report(explorer, picture, method, _target(target), extras, lambda f, msg: progress(f, desc=msg))
+    report = explorer_report(explorer, picture, method, chosen_target(target), extras, lambda f, msg: progress(f, desc=msg))
     verdict = f"**{report.label} for “{report.target_name}”: {report.verdict.line}**\n\n" + "\n".join(
         f"- {d}" for d in report.verdict.details
     )
@@ -161,7 +170,7 @@ def shuffled_view(image, model, shuffled, target, method) -> ShuffledView:
             f"the shuffled-label model has other classes than {real.loaded.name}: the two maps would explain different things",
             print_exception=False,
         )
-    result = compare_models(real, other, load_image(image_input(image)), method, _target(target))
+    result = compare_models(real, other, load_image(image_input(image)), method, chosen_target(target))
     verdict = (
         "the maps differ: this method depends on what the model learned from the labels"
         if result.spearman_abs < CHANGED_BELOW
@@ -218,13 +227,13 @@ def build(image, model, target, attribution_method: gr.Radio) -> dict[str, Any]:
     )  # fmt: skip
     quiet = dict(api_visibility="private", queue=False, show_progress="hidden")
     # Results belong to one image, model, class and method: any change clears them.
+    clear = outputs(Cleared, components)
     for trigger in (image.change, model.change, target.input, method.input):
-        trigger(cleared, None, view, **quiet)
-        trigger(lambda: (_hidden(), ""), None, [shuffled_plot, shuffled_note], **quiet)
-    # The attribution's method picker sets the map to check (Grad-CAM is only here).
+        trigger(cleared, None, clear, **quiet)
+    # The attribution's method picker sets the map to check (Grad-CAM is only here); a value set
+    # by an event fires no .input, so the clearing follows in the same chain.
     attribution_method.input(
         lambda label: next((m.value for m in Method if m.label == label), gr.skip()), attribution_method, method, **quiet
-    )
-    attribution_method.input(cleared, None, view, **quiet)
+    ).then(cleared, None, clear, **quiet)
     panel.expand(refresh_shuffled, None, [shuffled, shuffled_note], **quiet)
     return components
