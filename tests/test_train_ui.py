@@ -119,6 +119,39 @@ def test_a_public_server_takes_a_zip_only_from_its_upload_folder(tmp_path, rules
     assert "⚠️ **Refused:** sneaky.zip: entry '../x.png' would be written outside" in train_tab.train_upload_zip(str(bad)).zip_note
 
 
+def test_a_public_server_holds_unpacked_zips_against_the_quota_and_the_cap(tmp_path, rules, monkeypatch):
+    """Extracted datasets sit in the runs area, out of reach of Gradio's cache sweep: their unpacked
+    bytes count against the visitor's quota and the server's cap, checked before anything is written."""
+    from types import SimpleNamespace
+
+    uploads = tmp_path / "gradio-uploads"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    monkeypatch.setenv("GOOGLENET_RUNS", str(tmp_path / "runs"))
+    rules(public=True, training="owner", data_root=tmp_path, downloads=False, upload_quota_mb=0.1, upload_total_mb=0.14)
+    (uploads / "u").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+
+    def leaves(name: str) -> Path:  # 2 classes × 3 incompressible 8 KB files: 48 KB unpacked
+        entries = {f"{c}/{i}.png": rng.bytes(8192) for c in ("oak", "maple") for i in range(3)}
+        return zip_of(uploads / "u" / f"{name}.zip", entries)
+
+    def upload(path: Path, who: str):
+        return train_tab.train_upload_zip(str(path), None, SimpleNamespace(session_hash=who))
+
+    first, second = leaves("first"), leaves("second")
+    assert upload(first, "alice").uploaded is not None
+    assert upload(first, "alice").uploaded is not None  # the same archive again: already counted
+    assert upload(second, "alice").uploaded is not None  # 96 KB of 102: fits; a third would not
+    third = upload(leaves("third"), "alice")
+    assert third.uploaded is None and third.zip_note.startswith(
+        "⚠️ **Refused:** third.zip unpacks to 48 KB, and with your other uploads (96 KB)"
+    )
+    assert "over the per-visitor quota of 102 KB" in third.zip_note
+    assert not list((tmp_path / "runs" / "datasets").glob("third-*")), "nothing of a refused zip is written"
+    late = upload(leaves("fourth"), "bob")  # bob's quota is free, but 96 KB + 48 KB passes the 143 KB cap
+    assert late.uploaded is None and "fourth.zip unpacks to 48 KB, and this server's space for uploaded datasets (143 KB" in late.zip_note
+
+
 def test_finetuning_is_disabled_with_the_reason_when_the_weights_cannot_be_had(rules, tmp_path):
     rules(public=False, data_root=tmp_path)
     note = train_tab.finetune_note()  # offline in tests (GOOGLENET_OFFLINE=1)

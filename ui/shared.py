@@ -186,6 +186,13 @@ def charge_upload(path: str) -> None:
     _PICTURES.charge(path, visitor.key if visitor else f"session:{session}")
 
 
+def reserve_dataset(folder: Path, size: int, owner: str, what: str) -> None:
+    """Hold an uploaded training .zip's unpacked bytes against its visitor's quota on a public
+    server, before it is extracted (ImageError when refused; see :mod:`ui.storage`)."""
+    if settings().public:
+        _PICTURES.reserve(folder, size, owner, what)
+
+
 def _is_example(path: Path) -> bool:
     if not _EXAMPLE_DIGESTS:
         for kind in ("cifar", "photos"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,7 +32,7 @@ from googlenet.finetune import TRUNK
 from googlenet.owners import Owner
 from googlenet.train import FINETUNE, PRESETS, EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, preset_for_device
 
-from .shared import HUB, JOB, current_visitor, model_choices_update, outputs, settings, unchanged, user_errors, visitors
+from .shared import HUB, JOB, current_visitor, model_choices_update, outputs, reserve_dataset, settings, unchanged, user_errors, visitors
 from .zerogpu import on_zero_gpu
 
 ENDED = ("finished", "stopped", "diverged", "failed")
@@ -263,16 +264,16 @@ def train_upload_zip(file, token=None, request: gr.Request = None) -> ZipUpload:
     bomb or too many bytes is refused as a whole, naming the entry). The extracted folder is kept in
     this session's state for Start; nothing the client sends later can name another folder.
     A refusal is said beside the upload button (and the previous upload is forgotten)."""
-    current_visitor(request, token)
+    visitor, _ = current_visitor(request, token)
     try:
-        return _upload_zip(_upload_path(file))
+        return _upload_zip(_upload_path(file), visitor.key)
     except (DataError, ValueError) as error:
         text = str(error)
         refusal = f"⚠️ **Refused:** {text.removeprefix('refused ')}"
         return ZipUpload(message=refusal, uploaded=None, zip_note=refusal)
 
 
-def _upload_zip(path: Path | None) -> ZipUpload:
+def _upload_zip(path: Path | None, owner: str) -> ZipUpload:
     rules = settings()
     if path is None:
         raise ValueError("no .zip received: upload a .zip of an image folder (one subfolder per class)")
@@ -281,7 +282,8 @@ def _upload_zip(path: Path | None) -> ZipUpload:
     if path.suffix.lower() != ".zip":
         raise ValueError(f"{path.name} is not a .zip: upload a .zip of an image folder (one subfolder per class)")
     limit = PUBLIC_ZIP_BYTES if rules.public else MAX_BYTES
-    extracted = extract_zip(path, max_bytes=limit, max_files=MAX_FILES)
+    admit = partial(reserve_dataset, owner=owner, what=path.name)  # a public server's quota, before anything is written
+    extracted = extract_zip(path, max_bytes=limit, max_files=MAX_FILES, admit=admit)
     dataset = open_dataset(extracted.folder)  # class folders checked now, not when Start is pressed
     classes = ", ".join(dataset.classes[:6]) + (", …" if dataset.num_classes > 6 else "")
     note = (

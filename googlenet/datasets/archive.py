@@ -23,6 +23,7 @@ import re
 import shutil
 import stat
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +61,14 @@ def extract_zip(
     max_bytes: int = MAX_BYTES,
     max_files: int = MAX_FILES,
     max_ratio: float = MAX_RATIO,
+    admit: Callable[[Path, int], None] | None = None,
 ) -> Extracted:
     """Check and extract the zip at ``path`` into ``into`` (default: a folder named after the
-    archive and its hash under :func:`datasets_dir`); raise :class:`DataError` if it is refused."""
+    archive and its hash under :func:`datasets_dir`); raise :class:`DataError` if it is refused.
+
+    ``admit(folder, bytes)`` is called once the entries are checked and before anything is
+    written, with the bytes the pictures will take; it refuses by raising (a public server holds
+    them against the visitor's upload quota)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"zip file not found: {path}")
@@ -73,6 +79,8 @@ def extract_zip(
     try:
         with zipfile.ZipFile(path) as archive:
             pictures, skipped = _plan(archive, path.name, max_bytes, max_files, max_ratio)
+            if admit is not None:
+                admit(target, sum(info.file_size for info, _ in pictures))
             if not (target / _COMPLETE).is_file():
                 _extract(archive, pictures, target, path.name, max_bytes)
     except zipfile.BadZipFile as error:
