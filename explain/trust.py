@@ -16,7 +16,9 @@ Three questions, each answered on a private copy of the model (the shared one ke
 2. **Does the map point at what the model uses?** Deletion and insertion curves (Petsiuk et al.,
    RISE, BMVC 2018): the target's softmax probability as the most relevant pixels are deleted
    (set to the mean colour, 0 after normalisation) or inserted into a blurred copy; the area
-   under each curve, against the same curve for a random map and for a centred Gaussian blob.
+   under each curve, against the same curve for random maps and for a centred Gaussian blob.
+   Each map is held against a random map of its own resolution (:func:`random_baseline`):
+   per-pixel noise for the per-pixel methods, noise on the layer's grid for Grad-CAM.
    ROAD (Rong et al., ICML 2022) does the same with noisy linear imputation instead of a
    constant, most-relevant-first (MoRF, lower is better) and least-relevant-first (LeRF, higher).
 3. **Does the cheap branch estimate hold?** Each of the 36 branches' first-order contribution
@@ -33,6 +35,7 @@ on two models and :func:`shuffled_label_runs` finds such runs.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -110,9 +113,31 @@ GUIDED_GRADCAM_CAUTION = (
     "Caution: Guided Grad-CAM barely changes when the model's weights are randomised "
     "(Adebayo et al. 2018): it shows the image's edges more than what the model learned."
 )
+# A random map is a distribution, so a map is held against the mean curve of several: one draw's
+# deletion AUC varies from draw to draw by a standard deviation of 0.08 for 8×8 random regions and
+# 0.02 for per-pixel noise (median over 20 CIFAR test images, bundled model, 4 draws), as large as
+# the gaps being judged; the mean of 8 draws varies by 1/√8 of that. Each draw adds 2×66 images to
+# a report: 8 draws take the bundled model's Grad-CAM report from 1.0 to 3.4 s at 32 px, but a
+# full-width one at 224 px from 6 to 26 s, so inputs above 64×64 draw 2 by default.
+RANDOM_DRAWS = 8
+RANDOM_DRAWS_LARGE = 2
 ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the ROAD paper's removal levels
-BASELINES = ("random", "smooth_random", "centre")
-BASELINE_NAMES = {"random": "random map", "smooth_random": "random blobs", "centre": "centre blob"}
+BASELINES = ("random", "random_regions", "centre")
+BASELINE_NAMES = {"random": "random pixels", "random_regions": "random regions", "centre": "centre blob"}
+
+
+def random_baseline(method: str) -> str:
+    """The random map a method's deletion and insertion curves are held against: one of its own
+    resolution. Grad-CAM's map is its layer's grid (8×8 at 32 px) upsampled, so deleting along it
+    removes contiguous regions; a per-pixel random map scatters the deletions instead, and that
+    speckle measures something else: on the bundled model, mean-colour speckle over 25 % of the
+    pixels makes 22 of 40 CIFAR test pictures "frog" (31 of 40 at 50 %; random regions of the same
+    area: 3 and 1), so per-pixel random deletion wrecks every other class's score whatever order it
+    deletes in. Its random twin is therefore random values on the same grid, upsampled the same way
+    (``random_regions``). Occlusion's map is as coarse (one value per window position: 15×15 at
+    32 px) and is held against random values on its window grid; the per-pixel methods (IG,
+    saliency, Guided Grad-CAM) against per-pixel random maps."""
+    return "random_regions" if method in (GRADCAM, Method.OCCLUSION.value) else "random"
 
 
 def method_label(method: str) -> str:
@@ -161,7 +186,7 @@ class Randomization:
 class Curve:
     """Target probability against the fraction of pixels deleted or inserted, and its area."""
 
-    label: str  # "map" | "random" | "smooth_random" | "centre"
+    label: str  # "map" | "random" | "random_regions" | "centre"
     kind: str  # "deletion" | "insertion"
     fractions: Tensor
     scores: Tensor
@@ -199,6 +224,15 @@ class Faithfulness:
     base_probability: float
     fill: str
     blur_sigma: float
+    random_baseline: str = "random"  # the baseline of the map's own resolution (see random_baseline)
+    grid: tuple[int, int] = (1, 1)  # the random regions' grid: the Grad-CAM layer's output size
+    random_draws: int = 1  # random maps per baseline whose curves are averaged
+
+    def beats_random(self, kind: str = "deletion") -> bool:
+        """Whether the map's curve beats its own-resolution random map's (lower deletion, higher insertion)."""
+        curves = self.deletion if kind == "deletion" else self.insertion
+        mine, theirs = curves["map"].auc, curves[self.random_baseline].auc
+        return mine < theirs if kind == "deletion" else mine > theirs
 
 
 @dataclass(frozen=True)
@@ -258,6 +292,10 @@ class TrustReport:
                 for label in BASELINES:
                     out[f"{label}_{kind}_auc"] = round(curves[label].auc, 5)
                 out[f"{kind}_curve"] = [round(float(v), 5) for v in curves["map"].scores]
+            out["random_baseline"] = f.random_baseline
+            out["random_regions_grid"] = list(f.grid)
+            out["random_draws"] = f.random_draws
+            out["beats_random_baseline"] = {"deletion": f.beats_random("deletion"), "insertion": f.beats_random("insertion")}
             out["base_probability"] = round(f.base_probability, 5)
             if f.road is not None:
                 out["road"] = {"fractions": list(ROAD_FRACTIONS)} | {
@@ -292,7 +330,11 @@ class TrustReport:
             rows.append(_row(f"Randomisation of {top.layer} alone: ρ(|map|)", top.spearman_abs, None, "lower: changed more"))
         f = self.faithfulness
         if f is not None:
-            for name, curves, note in (("Deletion AUC", f.deletion, "lower is better"), ("Insertion AUC", f.insertion, "higher is better")):
+            against = f"against {BASELINE_NAMES[f.random_baseline]}"
+            for name, curves, note in (
+                ("Deletion AUC", f.deletion, f"lower is better; {against}"),
+                ("Insertion AUC", f.insertion, f"higher is better; {against}"),
+            ):
                 rows.append(_row(name, curves["map"].auc, {b: curves[b].auc for b in BASELINES}, note))
             if f.road is not None:
                 road = f.road
@@ -506,6 +548,7 @@ def trust_report(
     steps: int = 32,
     blur_sigma: float | None = None,
     seed: int = 0,
+    random_draws: int | None = None,
     randomized_target: str = "predicted",
     progress: Callable[[float, str], None] | None = None,
     **options: Any,
@@ -521,7 +564,9 @@ def trust_report(
         blur_sigma: insertion's starting blur in pixels; default ``input size / 16``: 2 px at
             32, which leaves the bundled model 15 % accurate on 300 CIFAR test images (chance 10 %,
             75 % unblurred), and 14 px at 224 (RISE used 5 px there: pass ``blur_sigma=5``).
-        seed: of the re-initialised weights, the random map and ROAD's noise.
+        seed: of the re-initialised weights, the random maps and ROAD's noise.
+        random_draws: random maps per baseline; their deletion and insertion curves are
+            averaged. Default :data:`RANDOM_DRAWS`, :data:`RANDOM_DRAWS_LARGE` above 64×64 px.
         randomized_target: which class a randomised model's map is taken for: ``"predicted"``
             (default, Adebayo et al.'s code: the randomised model's own top class, whose logit is
             the largest, as the trained model's is for its map) or ``"fixed"`` (``target``, as
@@ -541,6 +586,8 @@ def trust_report(
     settings = _settings(method, options, explorer.loaded.input_size)
     if steps < 2:
         raise ValueError(f"steps must be at least 2, got {steps}")
+    if random_draws is not None and random_draws < 1:
+        raise ValueError(f"random_draws must be at least 1, got {random_draws}")
     report = _Progress(progress, method_label(method))
     timings: dict[str, float] = {}
 
@@ -568,7 +615,10 @@ def trust_report(
     faith = None
     if faithfulness:
         clock = time.perf_counter()
-        faith = _faithfulness(model, x, target, relevance, steps, blur_sigma, seed, road, report)
+        grid = _regions_grid(model, x, method, settings)
+        if random_draws is None:
+            random_draws = RANDOM_DRAWS if x.shape[-1] * x.shape[-2] <= 64 * 64 else RANDOM_DRAWS_LARGE
+        faith = _faithfulness(model, x, target, relevance, steps, blur_sigma, seed, road, report, method, grid, random_draws)
         timings["faithfulness_s"] = time.perf_counter() - clock
 
     randomization = None
@@ -614,7 +664,7 @@ def trust_report(
         verdict=_verdict(method, randomization, faith),
         seconds=seconds,
         timings=timings,
-        settings=settings | {"steps": steps, "seed": seed, "randomized_target": randomized_target},
+        settings=settings | {"steps": steps, "seed": seed, "random_draws": random_draws, "randomized_target": randomized_target},
     )
 
 
@@ -680,21 +730,48 @@ def _chunk(x: Tensor) -> int:
     return max(8, 64 * 32 * 32 // (x.shape[-1] * x.shape[-2]))
 
 
-def _baseline_maps(size: tuple[int, int], seed: int) -> dict[str, Tensor]:
-    """Maps that know nothing of the model: uniform noise per pixel, the same noise blurred into
-    blobs (σ = side / 16: 2 px at 32), and a centred Gaussian (σ = side / 4).
+def _baseline_maps(size: tuple[int, int], seed: int, grid: tuple[int, int] | None = None, draws: int = 1) -> dict[str, Tensor]:
+    """Maps that know nothing of the model: ``draws`` maps of uniform noise per pixel
+    (``random``, draws×H×W), as many of uniform noise on ``grid`` upsampled bilinearly as
+    Grad-CAM's map is (``random_regions``; default grid: the pixels), and a centred Gaussian
+    (``centre``, H×W, σ = side / 4).
 
-    Why two random maps: deleting scattered pixels wrecks a 32-px image faster than deleting any
-    contiguous region, so the per-pixel random map is a hard baseline for smooth maps such as
-    Grad-CAM's; the blurred one deletes random regions of about the size a smooth map marks.
+    Why two random maps: see :func:`random_baseline`. Deleting scattered pixels wrecks a 32-px
+    picture faster than deleting any contiguous region, so a smooth map is held against random
+    values of its own resolution, and a per-pixel map against per-pixel ones.
     """
     h, w = size
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     sigma = min(h, w) / 4
     centre = torch.exp(-(((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2) / (2 * sigma**2)))
-    noise = torch.rand(h, w, generator=torch.Generator().manual_seed(seed))
-    smooth = gaussian_blur(noise[None, None], max(1.0, min(h, w) / 16))[0, 0]
-    return {"random": noise, "smooth_random": smooth, "centre": centre}
+    generator = torch.Generator().manual_seed(seed)
+    noise, regions = [], []
+    for _ in range(draws):
+        noise.append(torch.rand(h, w, generator=generator))
+        coarse = torch.rand(1, 1, *(grid or size), generator=generator)
+        regions.append(F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)[0, 0])
+    return {"random": torch.stack(noise), "random_regions": torch.stack(regions), "centre": centre}
+
+
+def _regions_grid(model: nn.Module, x: Tensor, method: str, settings: dict[str, Any]) -> tuple[int, int]:
+    """The grid of the random regions: occlusion's window positions, else the output size of the
+    Grad-CAM layer (the chosen one, default :data:`GRADCAM_LAYER`; the pixels when the model has no
+    such layer), found by one forward pass."""
+    if method == Method.OCCLUSION:
+        w, st = settings["window"], settings["stride"]
+        return tuple((side - w) // st + 1 for side in x.shape[-2:])
+    try:
+        module = model.get_submodule(settings.get("layer", GRADCAM_LAYER))
+    except AttributeError:
+        return tuple(x.shape[-2:])
+    sizes: list[tuple[int, int]] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: sizes.append(tuple(out.shape[-2:])))
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        handle.remove()
+    return sizes[0]
 
 
 def perturbation_curves(
@@ -706,31 +783,34 @@ def perturbation_curves(
     blur_sigma: float | None = None,
     seed: int = 0,
 ) -> tuple[dict[str, Curve], dict[str, Curve], float]:
-    """Deletion and insertion curves of each H×W map in ``maps`` for ``model``'s class ``target``.
+    """Deletion and insertion curves of each map in ``maps`` for ``model``'s class ``target``.
 
-    Deletion replaces pixels (all channels) with 0, the mean colour after normalisation, most
-    relevant first; insertion puts them back into a copy blurred by ``blur_sigma`` pixels
-    (default ``input size / 16``). Each curve has ``steps + 1`` points from 0 to all pixels; all
-    curves run as batched forward passes. Returns (deletion, insertion, the blur used).
+    A map is H×W, or D×H×W for D draws of a random map, whose curves are averaged (the expected
+    curve of a random ordering). Deletion replaces pixels (all channels) with 0, the mean colour
+    after normalisation, most relevant first; insertion puts them back into a copy blurred by
+    ``blur_sigma`` pixels (default ``input size / 16``). Each curve has ``steps + 1`` points from
+    0 to all pixels; each map's two curves run as one batch. Returns (deletion, insertion, the
+    blur used).
     """
     h, w = x.shape[-2:]
     generator = torch.Generator().manual_seed(seed + 1)
-    ranks = {label: removal_ranks(m, generator) for label, m in maps.items()}
     counts = step_counts(h * w, steps)
     fractions = counts.double() / (h * w)
     sigma = blur_sigma if blur_sigma is not None else max(1.0, min(h, w) / 16)
     image = x.float()
     blurred = gaussian_blur(image, sigma)
     fill = torch.zeros(1, x.shape[1], 1, 1, device=x.device)
-    batches = []
-    for label in maps:
-        batches.append(perturbation_batch(image, ranks[label], counts, fill))
-        batches.append(perturbation_batch(blurred, ranks[label], counts, image))
-    scores = _probabilities(model, torch.cat(batches), target, _chunk(x)).split(len(counts))
     deletion, insertion = {}, {}
-    for i, label in enumerate(maps):
-        deletion[label] = Curve(label, "deletion", fractions.float(), scores[2 * i], trapezoid_auc(fractions, scores[2 * i]))
-        insertion[label] = Curve(label, "insertion", fractions.float(), scores[2 * i + 1], trapezoid_auc(fractions, scores[2 * i + 1]))
+    for label, stack in maps.items():
+        draws = stack.reshape(-1, h, w)
+        total = torch.zeros(2, len(counts))
+        for m in draws:  # one draw at a time: at 224 px its 66 pictures take 40 MB
+            ranks = removal_ranks(m, generator)
+            batch = torch.cat([perturbation_batch(image, ranks, counts, fill), perturbation_batch(blurred, ranks, counts, image)])
+            total += _probabilities(model, batch, target, _chunk(x)).view(2, len(counts))
+        scores = total / len(draws)
+        deletion[label] = Curve(label, "deletion", fractions.float(), scores[0], trapezoid_auc(fractions, scores[0]))
+        insertion[label] = Curve(label, "insertion", fractions.float(), scores[1], trapezoid_auc(fractions, scores[1]))
     return deletion, insertion, sigma
 
 
@@ -763,11 +843,21 @@ def road_curves(
     return {label: RoadCurves(label, f, scores[2 * i], scores[2 * i + 1]) for i, label in enumerate(maps)}
 
 
-def _faithfulness(model, x, target, relevance, steps, blur_sigma, seed, with_road, report) -> Faithfulness:
-    maps = {"map": relevance} | _baseline_maps(tuple(x.shape[-2:]), seed)
+def _image_seed(x: Tensor, seed: int) -> int:
+    """A seed for this picture's random maps: from its pixels and ``seed``. The same picture gets the
+    same maps (reproducible reports), different pictures independent ones (one fixed set of maps
+    for every picture would bias a count over pictures the same way on each)."""
+    digest = hashlib.sha256(x.detach().float().cpu().contiguous().numpy().tobytes() + seed.to_bytes(8, "little", signed=True))
+    return int.from_bytes(digest.digest()[:7], "little")
+
+
+def _faithfulness(model, x, target, relevance, steps, blur_sigma, seed, with_road, report, method, grid, draws) -> Faithfulness:
+    maps = {"map": relevance} | _baseline_maps(tuple(x.shape[-2:]), _image_seed(x, seed), grid, draws)
     deletion, insertion, sigma = perturbation_curves(model, x, target, maps, steps, blur_sigma, seed)
     report.step("deletion and insertion")
-    road = road_curves(model, x, target, maps, seed=seed) if with_road else None
+    # ROAD against the first draw only: its imputation is the costly part (~2 min a map at 224 px)
+    first = {label: m.reshape(-1, *m.shape[-2:])[0] for label, m in maps.items()}
+    road = road_curves(model, x, target, first, seed=seed) if with_road else None
     report.step("ROAD" if with_road else "ROAD skipped")
     return Faithfulness(
         deletion=deletion,
@@ -776,6 +866,9 @@ def _faithfulness(model, x, target, relevance, steps, blur_sigma, seed, with_roa
         base_probability=float(deletion["map"].scores[0]),
         fill="mean colour (0 after normalisation)",
         blur_sigma=sigma,
+        random_baseline=random_baseline(method),
+        grid=grid,
+        random_draws=draws,
     )
 
 
@@ -865,27 +958,28 @@ def _verdict(method: str, randomization: Randomization | None, faith: Faithfulne
             )
     if faith is not None:
         d = faith.deletion
-        mine, pixels, blobs = d["map"].auc, d["random"].auc, d["smooth_random"].auc
-        if mine < pixels and mine < blobs:
+        own = faith.random_baseline
+        other = "random_regions" if own == "random" else "random"
+        mine, theirs, others = d["map"].auc, d[own].auc, d[other].auc
+        grid = "×".join(map(str, faith.grid))
+        words = {"random": "random pixels", "random_regions": f"random regions on the {grid} grid"}
+        if mine < theirs:
             faith_state = "passes"
-            faith_line = "deleting the pixels it marks lowers the score faster than deleting random pixels or random blobs"
-        elif mine < blobs:
+            faith_line = f"deleting the pixels it marks lowers the score faster than deleting {words[own]}"
+            if mine >= others and other == "random":
+                faith_line += " (scattered random pixels, which wreck a small picture whatever they hit, are faster still)"
+        elif mine < others:
             faith_state = "partly"
             faith_line = (
-                "deleting the pixels it marks lowers the score faster than deleting random blobs, though not as fast as "
-                "scattering the deletions over random pixels (which wrecks a small picture quickly)"
-            )
-        elif mine < pixels:
-            faith_state = "partly"
-            faith_line = (
-                "deleting the pixels it marks lowers the score faster than deleting random pixels, but not than deleting random blobs"
+                f"deleting the pixels it marks lowers the score faster than deleting {words[other]}, but not than deleting {words[own]}"
             )
         else:
             faith_state = "fails"
-            faith_line = "deleting the pixels it marks lowers the score no faster than deleting random pixels or random blobs"
+            faith_line = f"deleting the pixels it marks lowers the score no faster than deleting {words[own]}"
         details.append(
-            f"Deletion AUC {mine:.3f} against {pixels:.3f} for a random map and {blobs:.3f} for random blobs "
-            "(lower is better; Petsiuk et al. 2018)."
+            f"Deletion AUC {mine:.3f} against {d['random'].auc:.3f} for random pixels and {d['random_regions'].auc:.3f} for "
+            f"{words['random_regions']} (lower is better; Petsiuk et al. 2018); a map is held against the random map of its own "
+            f"resolution, here {words[own]}."
         )
     if rand_line and faith_line:
         joiner = "; and " if (rand_state == "passes") == (faith_state == "passes") else "; but "

@@ -2,7 +2,8 @@
 
 One image and one method write the report's JSON object (:meth:`TrustReport.to_json`); several
 images or methods write ``{"reports": [...], "summary": {...}}``, whose summary counts how often
-each method's deletion AUC beats the random map's and how often Guided Grad-CAM's maps stay more
+each method's deletion AUC beats each random map's (and the one of its own resolution,
+``random_baseline``) and how often Guided Grad-CAM's maps stay more
 similar than saliency's after full randomisation (Adebayo et al.'s ordering).
 """
 
@@ -19,7 +20,7 @@ from googlenet.weights import load_model
 
 from .explorer import Explorer
 from .images import ImageError
-from .trust import BASELINES, METHODS, TrustReport, trust_report
+from .trust import BASELINE_NAMES, BASELINES, METHODS, RANDOM_DRAWS, RANDOM_DRAWS_LARGE, TrustReport, trust_report
 
 __all__ = ["run", "summarize"]
 
@@ -44,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=int, default=32, help="deletion/insertion points after 0")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--random-draws",
+        type=int,
+        default=None,
+        help=f"random maps per baseline, curves averaged (default {RANDOM_DRAWS}; {RANDOM_DRAWS_LARGE} above 64×64 px)",
+    )
     p.add_argument(
         "--randomized-target", choices=("predicted", "fixed"), default="predicted",
         help="class a randomised model explains: its own top class (Adebayo et al.'s code) or the original target (quantus)",
@@ -77,7 +84,7 @@ def run(argv: list[str] | None = None) -> int:
             try:
                 report = trust_report(
                     explorer, image, method, args.target, cascading=not args.no_cascading, independent=not args.no_independent, road=not args.no_road,
-                    contributions=not args.no_contributions, steps=args.steps, seed=args.seed, layer=args.layer,
+                    contributions=not args.no_contributions, steps=args.steps, seed=args.seed, random_draws=args.random_draws, layer=args.layer,
                     randomized_target=args.randomized_target,
                 )  # fmt: skip
             except (ImageError, ValueError) as error:
@@ -133,9 +140,9 @@ def _table(name: str, report: TrustReport) -> str:
             left = f"{_fmt(c.spearman_abs):>18} {_fmt(c.spearman):>9} {_fmt(c.ssim):>7}" if c else " " * 36
             right = f"{_fmt(d.spearman_abs):>20} {_fmt(d.spearman):>9} {_fmt(d.ssim):>7}" if d else ""
             lines.append(f"  {layer:<16} {left}   {right}")
-    lines.append(f"  {'check':<44} {'this map':>9} {'random':>9} {'blobs':>9} {'centre':>9}  reading")
+    lines.append(f"  {'check':<44} {'this map':>9} {'pixels':>9} {'regions':>9} {'centre':>9}  reading")
     for row in report.records():
-        values = [row["this map"], row["random map"], row["random blobs"], row["centre blob"]]
+        values = [row["this map"], *(row[BASELINE_NAMES[b]] for b in BASELINES)]
         lines.append(f"  {row['check']:<44} " + " ".join(f"{_fmt(v):>9}" for v in values) + f"  {row['reading']}")
     lines.append(f"  verdict: {report.verdict.line}")
     return "\n".join(lines)
@@ -147,7 +154,8 @@ def _one_line(name: str, report: TrustReport) -> str:
         parts.append(f"cascade_rho_abs={_fmt(report.randomization.cascading[-1].spearman_abs)}")
     if report.faithfulness is not None:
         d = report.faithfulness.deletion
-        parts.append(f"deletion={d['map'].auc:.3f} random={d['random'].auc:.3f} blobs={d['smooth_random'].auc:.3f}")
+        parts.append(f"deletion={d['map'].auc:.3f} random={d['random'].auc:.3f} regions={d['random_regions'].auc:.3f}")
+        parts.append(f"beats_own_random={report.faithfulness.beats_random()}")
     if report.contributions is not None:
         parts.append(f"contrib_rho={_fmt(report.contributions.spearman)}")
     parts.append(f"{report.seconds:.1f}s")
@@ -159,13 +167,15 @@ def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
     per_method: dict[str, dict[str, Any]] = {}
     final: dict[tuple[str, str], float] = {}
     for r in reports:
-        counts = {f"{kind}_beats_{b}": 0 for kind in ("deletion", "insertion") for b in BASELINES}
+        counts = {f"{kind}_beats_{b}": 0 for kind in ("deletion", "insertion") for b in (*BASELINES, "random_baseline")}
         m = per_method.setdefault(r["method"], {"images": 0} | counts | {"final_spearman_abs": []})
         m["images"] += 1
         if "deletion_auc" in r:
             for b in BASELINES:
                 m[f"deletion_beats_{b}"] += int(r["deletion_auc"] < r[f"{b}_deletion_auc"])
                 m[f"insertion_beats_{b}"] += int(r["insertion_auc"] > r[f"{b}_insertion_auc"])
+            for kind in ("deletion", "insertion"):  # against the random map of the method's own resolution
+                m[f"{kind}_beats_random_baseline"] += int(r["beats_random_baseline"][kind])
         cascade = r.get("randomization", {}).get("cascading") or []
         if cascade and cascade[-1]["spearman_abs"] is not None:
             m["final_spearman_abs"].append(cascade[-1]["spearman_abs"])

@@ -28,7 +28,7 @@ _NAMES = {"spearman_abs": "Spearman ρ of |map|", "spearman": "Spearman ρ of si
 _BASELINE_STYLE = {
     "map": dict(color="#6366f1", width=3),
     "random": dict(color="#6b7280", dash="dash"),
-    "smooth_random": dict(color="#6b7280", dash="dashdot"),
+    "random_regions": dict(color="#6b7280", dash="dashdot"),
     "centre": dict(color="#9ca3af", dash="dot"),
 }
 _BASELINE_NAMES = {"map": "this map"} | BASELINE_NAMES
@@ -108,7 +108,7 @@ def randomization_figure(report: TrustReport, order: str = "cascading") -> go.Fi
 
 
 def faithfulness_figure(report: TrustReport) -> go.Figure:
-    """Deletion (left) and insertion (right) curves of the map, a random map and a centre blob."""
+    """Deletion (left) and insertion (right) curves of the map, random pixels, random regions and a centre blob."""
     f = report.faithfulness
     if f is None:
         raise ValueError("this report has no faithfulness check (run it with faithfulness=True)")
@@ -116,10 +116,11 @@ def faithfulness_figure(report: TrustReport) -> go.Figure:
     for panel, (kind, curves) in enumerate((("deletion", f.deletion), ("insertion", f.insertion))):
         suffix = "" if panel == 0 else "2"
         for label, curve in curves.items():
+            drawn = f", mean of {f.random_draws}" if label in ("random", "random_regions") and f.random_draws > 1 else ""
             data.append(
                 dict(
                     type="scatter", mode="lines", x=np.round(curve.fractions.numpy().astype(np.float64), 4), y=np.round(curve.scores.numpy().astype(np.float64), 4),
-                    name=f"{kind}: {_BASELINE_NAMES[label]} (AUC {curve.auc:.3f})", line=_BASELINE_STYLE[label], xaxis=f"x{suffix}", yaxis=f"y{suffix}",
+                    name=f"{kind}: {_BASELINE_NAMES[label]}{drawn} (AUC {curve.auc:.3f})", line=_BASELINE_STYLE[label], xaxis=f"x{suffix}", yaxis=f"y{suffix}",
                     legendgroup=kind, hovertemplate="%{x:.0%} of pixels: p = %{y:.3f}<extra>" + _BASELINE_NAMES[label] + "</extra>",
                 )
             )  # fmt: skip

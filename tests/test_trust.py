@@ -11,15 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from captum.attr import Saliency
+from captum.attr import LayerGradCam, Saliency
 from torch import nn
 
 from explain import Explorer
 from explain.trust import (
     GRADCAM,
     METHODS,
+    _baseline_maps,
+    _image_seed,
     compare_models,
     perturbation_curves,
+    random_baseline,
     randomization_layers,
     randomize,
     road_curves,
@@ -164,6 +167,20 @@ def test_deletion_and_insertion_agree_with_quantus_pixel_flipping():
         assert np.allclose(insertion["map"].scores.numpy()[1:], theirs_insertion, atol=1e-5)
 
 
+def test_draws_of_a_random_map_average_their_curves():
+    """A D×H×W stack of random maps gives the mean of its D curves (the expected curve of a random order)."""
+    torch.manual_seed(0)
+    model, x = Tiny(scale=4).eval(), torch.randn(1, 3, 16, 16)
+    stack = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(3))
+    deletion, insertion, _ = perturbation_curves(model, x, 1, {"random": stack}, steps=8)
+    singles = [perturbation_curves(model, x, 1, {"random": m}, steps=8) for m in stack]
+    for kind, curve in ((0, deletion["random"]), (1, insertion["random"])):
+        each = torch.stack([s[kind]["random"].scores for s in singles])
+        assert (each.max(0).values - each.min(0).values).max() > 0.01  # the draws differ, so the mean is a real check
+        assert torch.allclose(curve.scores, each.mean(0), atol=1e-6)
+        assert curve.auc == pytest.approx(np.mean([s[kind]["random"].auc for s in singles]), abs=1e-6)
+
+
 def test_road_agrees_with_pytorch_grad_cam():
     """Noise-free imputation equals pytorch-grad-cam's sparse direct solve (to 1e-5); MoRF and LeRF
     scores equal its ROADMostRelevantFirst / ROADLeastRelevantFirst (softmax target, noise 0) to
@@ -229,23 +246,61 @@ def test_deletion_beats_a_random_map_on_most_images(bundled, cifar, capsys):
     counts = {}
     images = range(100, 108)  # other test images than the randomisation test's
     for method in METHODS:
-        wins = {"random": 0, "smooth_random": 0}
+        wins = {"random": 0, "random_regions": 0, "own": 0}
         for index in images:
             report = trust_report(
                 bundled, cifar.test_images[index], method, cascading=False, independent=False, road=False, contributions=False, n_steps=16
             )
             d = report.faithfulness.deletion
-            for baseline in wins:
+            for baseline in ("random", "random_regions"):
                 wins[baseline] += d["map"].auc < d[baseline].auc
+            wins["own"] += report.faithfulness.beats_random("deletion")
         counts[method] = wins
     with capsys.disabled():
-        print(f"\n[report] deletion AUC below the random map's / random blobs' on {len(images)} CIFAR test images: {counts}")
-    # IG beats the per-pixel random map (the bar: on at least 70 % of images). Grad-CAM's map is
-    # 8×8 upsampled: against per-pixel random deletions, which wreck a 32×32 picture fast, it loses
-    # on most images (README: 4 of 20), so it is held against random maps of its own granularity
-    # (random blobs: 15 of 20). Saliency, occlusion and Guided Grad-CAM are reported, not asserted.
+        print(
+            f"\n[report] deletion AUC below random pixels' / random regions' / its own-resolution random map's on {len(images)} CIFAR test images: {counts}"
+        )
+    # Each map against the random map of its own resolution (random_baseline): IG's per-pixel map
+    # against per-pixel noise (the bar: on at least 70 % of images), Grad-CAM's 8×8 map against
+    # 8×8 noise upsampled alike, on most images. Saliency, occlusion and Guided Grad-CAM are
+    # reported, not asserted.
     n = len(images)
-    assert counts["integrated_gradients"]["random"] >= 0.7 * n and counts["gradcam"]["smooth_random"] > n / 2, counts
+    assert counts["integrated_gradients"]["own"] >= 0.7 * n and counts["gradcam"]["own"] > n / 2, counts
+
+
+def test_each_map_is_held_against_a_random_map_of_its_own_resolution(bundled, cifar):
+    maps = {k: m[0] for k, m in _baseline_maps((32, 32), 0, (8, 8), draws=2).items() if k != "centre"}
+
+    def neighbours_rho(m):  # rank correlation of each pixel with its right-hand neighbour
+        return spearman(m[:, :-1].flatten(), m[:, 1:].flatten())
+
+    assert neighbours_rho(maps["random_regions"]) > 0.8 and abs(neighbours_rho(maps["random"])) < 0.2
+    assert torch.equal(_baseline_maps((32, 32), 0, (8, 8), draws=2)["random"][0], maps["random"])  # seeded
+    assert _baseline_maps((32, 32), 0, (8, 8), draws=3)["random_regions"].shape == (3, 32, 32)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    # each picture its own random maps, the same ones each time (channels_last or not)
+    assert _image_seed(x, 0) == _image_seed(x.contiguous(memory_format=torch.channels_last), 0)
+    assert len({_image_seed(x, 0), _image_seed(x, 1), _image_seed(x.flip(-1), 0)}) == 3
+    assert [random_baseline(m) for m in METHODS] == ["random_regions" if m in (GRADCAM, "occlusion") else "random" for m in METHODS]
+
+    image = cifar.test_images[7]
+    exploration = bundled.explore(image)
+    model = bundled.loaded.model
+    cam = LayerGradCam(model, model.inception5b).attribute(exploration.input, target=exploration.target)
+    for method in (GRADCAM, "integrated_gradients"):
+        report = trust_report(bundled, image, method, cascading=False, independent=False, road=False, contributions=False, n_steps=8)
+        f = report.faithfulness
+        assert f.grid == tuple(cam.shape[-2:]) and f.grid != (32, 32)  # the Grad-CAM layer's grid, not the pixels
+        data = report.to_json()
+        assert data["random_baseline"] == random_baseline(method) and data["random_regions_grid"] == list(f.grid)
+        own = data[f"{data['random_baseline']}_deletion_auc"]
+        assert data["beats_random_baseline"]["deletion"] == (data["deletion_auc"] < own)
+        assert (f"random regions on the {f.grid[0]}×{f.grid[1]} grid" in report.verdict.details[-1]) and (
+            f"here {'random regions' if method == GRADCAM else 'random pixels'}" in report.verdict.details[-1]
+        )
+    occlusion = trust_report(bundled, image, "occlusion", cascading=False, independent=False, road=False, contributions=False)
+    assert occlusion.faithfulness.grid == (15, 15)  # 4-px windows every 2 px over 32 px: (32 − 4) / 2 + 1 positions
+    assert occlusion.to_json()["random_baseline"] == "random_regions"
 
 
 def test_randomisation_never_touches_the_shared_model(bundled, cifar):

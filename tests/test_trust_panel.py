@@ -21,8 +21,8 @@ def test_the_panel_checks_the_map_on_screen_and_says_what_it_means():
     assert any(c.startswith("Randomisation, cascading") for c in checks) and "Deletion AUC" in checks and "Insertion AUC" in checks
     assert any(c.startswith("Branch contribution vs knock-out") for c in checks)
     deletion = next(row for row in rows if row["check"] == "Deletion AUC")
-    assert 0 <= float(deletion["this map"]) <= 1 and float(deletion["random map"]) >= 0
-    assert next(row for row in rows if row["check"].startswith("Branch contribution"))["random map"] == "–"
+    assert 0 <= float(deletion["this map"]) <= 1 and float(deletion["random pixels"]) >= 0
+    assert next(row for row in rows if row["check"].startswith("Branch contribution"))["random pixels"] == "–"
     assert all(getattr(view, f)["visible"] for f in ("trust_scores", "trust_randomization", "trust_faithfulness", "trust_contributions"))
     steps = [t for t in view.trust_randomization["value"].data if t.type == "scatter"]
     assert steps and len(steps[0].x) >= 10  # fc, inception5b … conv1

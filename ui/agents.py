@@ -128,7 +128,7 @@ def trust_map(image, model: str = "", target: str = "", method: str = "integrate
         road: also run ROAD (noisy linear imputation; about doubles the time).
 
     Returns:
-        JSON with the keys of `python -m explain.trust`: the model-parameter randomisation test (Adebayo et al. 2018; Spearman rank correlation and SSIM after each cascading step from fc down to conv1: a map that stays similar does not depend on what the model learned), deletion and insertion AUCs against a random map (Petsiuk et al. 2018; lower deletion and higher insertion are better), ROAD when asked, the rank correlation of the branches' first-order contributions with real knock-outs, and a one-line verdict in plain words.
+        JSON with the keys of `python -m explain.trust`: the model-parameter randomisation test (Adebayo et al. 2018; Spearman rank correlation and SSIM after each cascading step from fc down to conv1: a map that stays similar does not depend on what the model learned), deletion and insertion AUCs against random pixels, random regions and a centre blob (Petsiuk et al. 2018; lower deletion and higher insertion are better; `beats_random_baseline` says whether the map beat the random map of its own resolution), ROAD when asked, the rank correlation of the branches' first-order contributions with real knock-outs, and a one-line verdict in plain words.
     """
     explorer = HUB.explorer(model or None)
     picture = load_image(image_input(image))

@@ -24,6 +24,8 @@ from explain.trust import (
     GRADCAM,
     GRADCAM_LAYER,
     GUIDED_GRADCAM_CAUTION,
+    RANDOM_DRAWS,
+    RANDOM_DRAWS_LARGE,
     UNCHANGED_FROM,
     compare_models,
     shuffled_label_runs,
@@ -45,7 +47,9 @@ EXPLAINED = (
     f"and the map is compared with the original after each step. Rank correlation below {CHANGED_BELOW} after the whole cascade "
     f"passes (the map depends on what the model learned); {UNCHANGED_FROM} or more fails. **Deletion / insertion** (Petsiuk et al. "
     "2018): the class's probability as the pixels the map marks are deleted (lower area is better) or put back into a blurred "
-    "copy (higher is better), against a random map, random blobs and a centre blob. **Contributions vs knock-outs**: the atlas "
+    "copy (higher is better), against random pixels, random regions (the Grad-CAM layer's grid) and a centre blob; a map is "
+    f"held against random maps of its own resolution (Grad-CAM and occlusion: regions, the others: pixels; the mean of {RANDOM_DRAWS} "
+    f"draws, {RANDOM_DRAWS_LARGE} above 64×64 px). **Contributions vs knock-outs**: the atlas "
     "corners' cheap estimate against zeroing each branch for real. Grad-CAM and Guided Grad-CAM are checked at inception5b, the "
     "Grad-CAM paper's last block (the attribution above takes Guided Grad-CAM at inception4e)."
 )
