@@ -29,13 +29,14 @@ The data-randomisation test (Adebayo's second) needs a model trained on permuted
 ``python -m googlenet train --shuffle-labels``; :func:`compare_models` compares a method's maps
 on two models and :func:`shuffled_label_runs` finds such runs.
 
-``python -m explain.trust IMAGE --model SOURCE --method NAME --json OUT`` runs it all.
+``python -m explain.trust IMAGE --model SOURCE --method NAME --json OUT`` runs it all. The
+curves of question 2 live in :mod:`explain.trust_faithfulness`, the metrics in
+:mod:`explain.trust_metrics`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -54,16 +55,24 @@ from googlenet.weights import CheckpointError, Loaded, find_checkpoints, read_me
 
 from .attributions import DEFAULTS, Method
 from .explorer import Explorer, as_loaded
+from .trust_faithfulness import (
+    BASELINE_NAMES,
+    BASELINES,
+    RANDOM_DRAWS,
+    RANDOM_DRAWS_LARGE,
+    ROAD_FRACTIONS,
+    Curve,
+    Faithfulness,
+    RoadCurves,
+    baseline_maps,
+    forward_chunk,
+    perturbation_curves,
+    road_curves,
+)
+from .trust_faithfulness import faithfulness as faithfulness_check  # trust_report has a flag of that name
 from .trust_metrics import (
-    ROAD_NOISE,
-    gaussian_blur,
-    impute_linear,
-    perturbation_batch,
-    removal_ranks,
     spearman,
     ssim,
-    step_counts,
-    trapezoid_auc,
     unit_range,
 )
 
@@ -113,17 +122,6 @@ GUIDED_GRADCAM_CAUTION = (
     "Caution: Guided Grad-CAM barely changes when the model's weights are randomised "
     "(Adebayo et al. 2018): it shows the image's edges more than what the model learned."
 )
-# A random map is a distribution, so a map is held against the mean curve of several: one draw's
-# deletion AUC varies from draw to draw by a standard deviation of 0.08 for 8×8 random regions and
-# 0.02 for per-pixel noise (median over 20 CIFAR test images, bundled model, 4 draws), as large as
-# the gaps being judged; the mean of 8 draws varies by 1/√8 of that. Each draw adds 2×66 images to
-# a report: 8 draws take the bundled model's Grad-CAM report from 1.0 to 3.4 s at 32 px, but a
-# full-width one at 224 px from 6 to 26 s, so inputs above 64×64 draw 2 by default.
-RANDOM_DRAWS = 8
-RANDOM_DRAWS_LARGE = 2
-ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the ROAD paper's removal levels
-BASELINES = ("random", "random_regions", "centre")
-BASELINE_NAMES = {"random": "random pixels", "random_regions": "random regions", "centre": "centre blob"}
 
 
 def random_baseline(method: str) -> str:
@@ -180,59 +178,6 @@ class Randomization:
     seed: int
     target: str = "predicted"  # "predicted": each randomised model explains its own top class; "fixed"
     centre_similarity: float = math.nan  # ρ of the original |map| with a centred Gaussian blob
-
-
-@dataclass(frozen=True)
-class Curve:
-    """Target probability against the fraction of pixels deleted or inserted, and its area."""
-
-    label: str  # "map" | "random" | "random_regions" | "centre"
-    kind: str  # "deletion" | "insertion"
-    fractions: Tensor
-    scores: Tensor
-    auc: float
-
-
-@dataclass(frozen=True)
-class RoadCurves:
-    """ROAD for one map: the target probability after imputing each fraction of pixels."""
-
-    label: str
-    fractions: Tensor
-    morf: Tensor  # most relevant first: lower is better
-    lerf: Tensor  # least relevant first: higher is better
-
-    @property
-    def morf_mean(self) -> float:
-        return float(self.morf.mean())
-
-    @property
-    def lerf_mean(self) -> float:
-        return float(self.lerf.mean())
-
-    @property
-    def score(self) -> float:
-        """``(LeRF − MoRF) / 2`` averaged over fractions, pytorch-grad-cam's ROADCombined: higher is better."""
-        return (self.lerf_mean - self.morf_mean) / 2
-
-
-@dataclass(frozen=True)
-class Faithfulness:
-    deletion: dict[str, Curve]  # "map" and the BASELINES
-    insertion: dict[str, Curve]
-    road: dict[str, RoadCurves] | None
-    base_probability: float
-    fill: str
-    blur_sigma: float
-    random_baseline: str = "random"  # the baseline of the map's own resolution (see random_baseline)
-    grid: tuple[int, int] = (1, 1)  # the random regions' grid: the Grad-CAM layer's output size
-    random_draws: int = 1  # random maps per baseline whose curves are averaged
-
-    def beats_random(self, kind: str = "deletion") -> bool:
-        """Whether the map's curve beats its own-resolution random map's (lower deletion, higher insertion)."""
-        curves = self.deletion if kind == "deletion" else self.insertion
-        mine, theirs = curves["map"].auc, curves[self.random_baseline].auc
-        return mine < theirs if kind == "deletion" else mine > theirs
 
 
 @dataclass(frozen=True)
@@ -618,7 +563,10 @@ def trust_report(
         grid = _regions_grid(model, x, method, settings)
         if random_draws is None:
             random_draws = RANDOM_DRAWS if x.shape[-1] * x.shape[-2] <= 64 * 64 else RANDOM_DRAWS_LARGE
-        faith = _faithfulness(model, x, target, relevance, steps, blur_sigma, seed, road, report, method, grid, random_draws)
+        faith = faithfulness_check(
+            model, x, target, relevance, baseline=random_baseline(method), grid=grid, draws=random_draws,
+            steps=steps, blur_sigma=blur_sigma, seed=seed, road=road, step=report.step,
+        )  # fmt: skip
         timings["faithfulness_s"] = time.perf_counter() - clock
 
     randomization = None
@@ -645,7 +593,7 @@ def trust_report(
             randomised[order] = tuple(replace(s, target=t) for s, t in zip(similarities, targets))
             timings[f"{order}_s"] = time.perf_counter() - clock
         scaled = unit_range(original.abs().sum(0))
-        centre = spearman(scaled, _baseline_maps(tuple(scaled.shape), seed)["centre"])
+        centre = spearman(scaled, baseline_maps(tuple(scaled.shape), seed)["centre"])
         randomization = Randomization(scaled, randomised["cascading"], randomised["independent"], seed, randomized_target, centre)
 
     seconds = time.perf_counter() - started
@@ -719,40 +667,6 @@ class _Progress:
             self.callback(1.0, f"{self.label}: done")
 
 
-@torch.inference_mode()
-def _probabilities(model: nn.Module, batch: Tensor, target: int, chunk: int) -> Tensor:
-    out = [model(part.contiguous(memory_format=torch.channels_last)).float().softmax(1)[:, target] for part in batch.split(chunk)]
-    return torch.cat(out).cpu()
-
-
-def _chunk(x: Tensor) -> int:
-    # 64 CIFAR images (32 px) per forward; at 224 px 8 keep a full-width pass under ~1 GB
-    return max(8, 64 * 32 * 32 // (x.shape[-1] * x.shape[-2]))
-
-
-def _baseline_maps(size: tuple[int, int], seed: int, grid: tuple[int, int] | None = None, draws: int = 1) -> dict[str, Tensor]:
-    """Maps that know nothing of the model: ``draws`` maps of uniform noise per pixel
-    (``random``, draws×H×W), as many of uniform noise on ``grid`` upsampled bilinearly as
-    Grad-CAM's map is (``random_regions``; default grid: the pixels), and a centred Gaussian
-    (``centre``, H×W, σ = side / 4).
-
-    Why two random maps: see :func:`random_baseline`. Deleting scattered pixels wrecks a 32-px
-    picture faster than deleting any contiguous region, so a smooth map is held against random
-    values of its own resolution, and a per-pixel map against per-pixel ones.
-    """
-    h, w = size
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
-    sigma = min(h, w) / 4
-    centre = torch.exp(-(((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2) / (2 * sigma**2)))
-    generator = torch.Generator().manual_seed(seed)
-    noise, regions = [], []
-    for _ in range(draws):
-        noise.append(torch.rand(h, w, generator=generator))
-        coarse = torch.rand(1, 1, *(grid or size), generator=generator)
-        regions.append(F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)[0, 0])
-    return {"random": torch.stack(noise), "random_regions": torch.stack(regions), "centre": centre}
-
-
 def _regions_grid(model: nn.Module, x: Tensor, method: str, settings: dict[str, Any]) -> tuple[int, int]:
     """The grid of the random regions: occlusion's window positions, else the output size of the
     Grad-CAM layer (the chosen one, default :data:`GRADCAM_LAYER`; the pixels when the model has no
@@ -774,104 +688,6 @@ def _regions_grid(model: nn.Module, x: Tensor, method: str, settings: dict[str, 
     return sizes[0]
 
 
-def perturbation_curves(
-    model: nn.Module,
-    x: Tensor,
-    target: int,
-    maps: dict[str, Tensor],
-    steps: int = 32,
-    blur_sigma: float | None = None,
-    seed: int = 0,
-) -> tuple[dict[str, Curve], dict[str, Curve], float]:
-    """Deletion and insertion curves of each map in ``maps`` for ``model``'s class ``target``.
-
-    A map is H×W, or D×H×W for D draws of a random map, whose curves are averaged (the expected
-    curve of a random ordering). Deletion replaces pixels (all channels) with 0, the mean colour
-    after normalisation, most relevant first; insertion puts them back into a copy blurred by
-    ``blur_sigma`` pixels (default ``input size / 16``). Each curve has ``steps + 1`` points from
-    0 to all pixels; each map's two curves run as one batch. Returns (deletion, insertion, the
-    blur used).
-    """
-    h, w = x.shape[-2:]
-    generator = torch.Generator().manual_seed(seed + 1)
-    counts = step_counts(h * w, steps)
-    fractions = counts.double() / (h * w)
-    sigma = blur_sigma if blur_sigma is not None else max(1.0, min(h, w) / 16)
-    image = x.float()
-    blurred = gaussian_blur(image, sigma)
-    fill = torch.zeros(1, x.shape[1], 1, 1, device=x.device)
-    deletion, insertion = {}, {}
-    for label, stack in maps.items():
-        draws = stack.reshape(-1, h, w)
-        total = torch.zeros(2, len(counts))
-        for m in draws:  # one draw at a time: at 224 px its 66 pictures take 40 MB
-            ranks = removal_ranks(m, generator)
-            batch = torch.cat([perturbation_batch(image, ranks, counts, fill), perturbation_batch(blurred, ranks, counts, image)])
-            total += _probabilities(model, batch, target, _chunk(x)).view(2, len(counts))
-        scores = total / len(draws)
-        deletion[label] = Curve(label, "deletion", fractions.float(), scores[0], trapezoid_auc(fractions, scores[0]))
-        insertion[label] = Curve(label, "insertion", fractions.float(), scores[1], trapezoid_auc(fractions, scores[1]))
-    return deletion, insertion, sigma
-
-
-def road_curves(
-    model: nn.Module,
-    x: Tensor,
-    target: int,
-    maps: dict[str, Tensor],
-    fractions: Sequence[float] = ROAD_FRACTIONS,
-    noise: float = ROAD_NOISE,
-    seed: int = 0,
-) -> dict[str, RoadCurves]:
-    """ROAD of each map: p(target) after imputing the ``round(f·H·W)`` most (MoRF) and least (LeRF)
-    relevant pixels for each fraction ``f``, by noisy linear imputation (one batched solve)."""
-    h, w = x.shape[-2:]
-    generator = torch.Generator().manual_seed(seed + 1)
-    counts = torch.tensor([round(f * h * w) for f in fractions])
-    if int(counts.max()) >= h * w or int(counts.min()) < 1:
-        raise ValueError(f"ROAD fractions must leave at least one pixel and remove at least one, got {list(fractions)}")
-    masks = []
-    for m in maps.values():
-        r = removal_ranks(m, generator).to(x.device)
-        masks.append(r.unsqueeze(0) < counts.view(-1, 1, 1).to(x.device))  # most relevant first
-        masks.append(r.unsqueeze(0) >= (h * w - counts).view(-1, 1, 1).to(x.device))  # least relevant first
-    remove = torch.cat(masks)
-    images = x.float().expand(len(remove), -1, -1, -1)
-    imputed = impute_linear(images, remove, noise=noise, generator=torch.Generator().manual_seed(seed + 2))
-    scores = _probabilities(model, imputed, target, _chunk(x)).split(len(counts))
-    f = torch.tensor(list(fractions), dtype=torch.float32)
-    return {label: RoadCurves(label, f, scores[2 * i], scores[2 * i + 1]) for i, label in enumerate(maps)}
-
-
-def _image_seed(x: Tensor, seed: int) -> int:
-    """A seed for this picture's random maps: from its pixels and ``seed``. The same picture gets the
-    same maps (reproducible reports), different pictures independent ones (one fixed set of maps
-    for every picture would bias a count over pictures the same way on each)."""
-    digest = hashlib.sha256(x.detach().float().cpu().contiguous().numpy().tobytes() + seed.to_bytes(8, "little", signed=True))
-    return int.from_bytes(digest.digest()[:7], "little")
-
-
-def _faithfulness(model, x, target, relevance, steps, blur_sigma, seed, with_road, report, method, grid, draws) -> Faithfulness:
-    maps = {"map": relevance} | _baseline_maps(tuple(x.shape[-2:]), _image_seed(x, seed), grid, draws)
-    deletion, insertion, sigma = perturbation_curves(model, x, target, maps, steps, blur_sigma, seed)
-    report.step("deletion and insertion")
-    # ROAD against the first draw only: its imputation is the costly part (~2 min a map at 224 px)
-    first = {label: m.reshape(-1, *m.shape[-2:])[0] for label, m in maps.items()}
-    road = road_curves(model, x, target, first, seed=seed) if with_road else None
-    report.step("ROAD" if with_road else "ROAD skipped")
-    return Faithfulness(
-        deletion=deletion,
-        insertion=insertion,
-        road=road,
-        base_probability=float(deletion["map"].scores[0]),
-        fill="mean colour (0 after normalisation)",
-        blur_sigma=sigma,
-        random_baseline=random_baseline(method),
-        grid=grid,
-        random_draws=draws,
-    )
-
-
 def _contribution_check(model, explorer: Explorer, x: Tensor, target: int, contributions: dict[str, float]) -> ContributionCheck:
     """Zero each branch and each module on the private copy, all 46 rows in batches of the same input."""
     modules = [m for m in INCEPTION_MODULES if m in dict(model.named_children())]
@@ -886,7 +702,7 @@ def _contribution_check(model, explorer: Explorer, x: Tensor, target: int, contr
         for name in names:
             module, _ = name.split(".")
             keep[module][row, explorer.slices[name]] = 0
-    chunk = _chunk(x)
+    chunk = forward_chunk(x)
     window = {"rows": slice(0, rows)}
 
     def zero(name: str):

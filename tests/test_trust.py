@@ -18,8 +18,6 @@ from explain import Explorer
 from explain.trust import (
     GRADCAM,
     METHODS,
-    _baseline_maps,
-    _image_seed,
     compare_models,
     perturbation_curves,
     random_baseline,
@@ -30,6 +28,7 @@ from explain.trust import (
     trained_on_shuffled_labels,
     trust_report,
 )
+from explain.trust_faithfulness import baseline_maps, image_seed
 from explain.trust_figures import contributions_figure, faithfulness_figure, randomization_figure, road_figure
 from explain.trust_metrics import impute_linear, spearman, ssim
 from googlenet.weights import load_model
@@ -269,18 +268,18 @@ def test_deletion_beats_a_random_map_on_most_images(bundled, cifar, capsys):
 
 
 def test_each_map_is_held_against_a_random_map_of_its_own_resolution(bundled, cifar):
-    maps = {k: m[0] for k, m in _baseline_maps((32, 32), 0, (8, 8), draws=2).items() if k != "centre"}
+    maps = {k: m[0] for k, m in baseline_maps((32, 32), 0, (8, 8), draws=2).items() if k != "centre"}
 
     def neighbours_rho(m):  # rank correlation of each pixel with its right-hand neighbour
         return spearman(m[:, :-1].flatten(), m[:, 1:].flatten())
 
     assert neighbours_rho(maps["random_regions"]) > 0.8 and abs(neighbours_rho(maps["random"])) < 0.2
-    assert torch.equal(_baseline_maps((32, 32), 0, (8, 8), draws=2)["random"][0], maps["random"])  # seeded
-    assert _baseline_maps((32, 32), 0, (8, 8), draws=3)["random_regions"].shape == (3, 32, 32)
+    assert torch.equal(baseline_maps((32, 32), 0, (8, 8), draws=2)["random"][0], maps["random"])  # seeded
+    assert baseline_maps((32, 32), 0, (8, 8), draws=3)["random_regions"].shape == (3, 32, 32)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     # each picture its own random maps, the same ones each time (channels_last or not)
-    assert _image_seed(x, 0) == _image_seed(x.contiguous(memory_format=torch.channels_last), 0)
-    assert len({_image_seed(x, 0), _image_seed(x, 1), _image_seed(x.flip(-1), 0)}) == 3
+    assert image_seed(x, 0) == image_seed(x.contiguous(memory_format=torch.channels_last), 0)
+    assert len({image_seed(x, 0), image_seed(x, 1), image_seed(x.flip(-1), 0)}) == 3
     assert [random_baseline(m) for m in METHODS] == ["random_regions" if m in (GRADCAM, "occlusion") else "random" for m in METHODS]
 
     image = cifar.test_images[7]
