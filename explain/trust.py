@@ -58,8 +58,6 @@ from .explorer import Explorer, as_loaded
 from .trust_faithfulness import (
     BASELINE_NAMES,
     BASELINES,
-    RANDOM_DRAWS,
-    RANDOM_DRAWS_LARGE,
     ROAD_FRACTIONS,
     Curve,
     Faithfulness,
@@ -560,11 +558,8 @@ def trust_report(
     faith = None
     if faithfulness:
         clock = time.perf_counter()
-        grid = _regions_grid(model, x, method, settings)
-        if random_draws is None:
-            random_draws = RANDOM_DRAWS if x.shape[-1] * x.shape[-2] <= 64 * 64 else RANDOM_DRAWS_LARGE
         faith = faithfulness_check(
-            model, x, target, relevance, baseline=random_baseline(method), grid=grid, draws=random_draws,
+            model, x, target, relevance, baseline=random_baseline(method), grid=_regions_grid(model, x, method, settings), draws=random_draws,
             steps=steps, blur_sigma=blur_sigma, seed=seed, road=road, step=report.step,
         )  # fmt: skip
         timings["faithfulness_s"] = time.perf_counter() - clock
@@ -596,6 +591,7 @@ def trust_report(
         centre = spearman(scaled, baseline_maps(tuple(scaled.shape), seed)["centre"])
         randomization = Randomization(scaled, randomised["cascading"], randomised["independent"], seed, randomized_target, centre)
 
+    draws = faith.random_draws if faith is not None else random_draws  # the default depends on the input size
     seconds = time.perf_counter() - started
     report.done()
     return TrustReport(
@@ -612,7 +608,7 @@ def trust_report(
         verdict=_verdict(method, randomization, faith),
         seconds=seconds,
         timings=timings,
-        settings=settings | {"steps": steps, "seed": seed, "random_draws": random_draws, "randomized_target": randomized_target},
+        settings=settings | {"steps": steps, "seed": seed, "random_draws": draws, "randomized_target": randomized_target},
     )
 
 

@@ -20,7 +20,8 @@ from googlenet.weights import load_model
 
 from .explorer import Explorer
 from .images import ImageError
-from .trust import BASELINE_NAMES, BASELINES, METHODS, RANDOM_DRAWS, RANDOM_DRAWS_LARGE, TrustReport, trust_report
+from .trust import BASELINE_NAMES, BASELINES, METHODS, TrustReport, trust_report
+from .trust_faithfulness import RANDOM_DRAWS, RANDOM_DRAWS_LARGE
 
 __all__ = ["run", "summarize"]
 

@@ -219,7 +219,7 @@ def faithfulness(
     *,
     baseline: str,
     grid: tuple[int, int],
-    draws: int,
+    draws: int | None = None,
     steps: int = 32,
     blur_sigma: float | None = None,
     seed: int = 0,
@@ -229,7 +229,10 @@ def faithfulness(
     """Deletion and insertion curves (and ROAD) of ``relevance`` and of the baseline maps, each
     random one the mean of ``draws`` drawn for this picture; ``baseline`` names the random map the
     relevance is held against (see ``explain.trust.random_baseline``), ``grid`` the random regions'
-    grid. ``step`` is told when each part is done."""
+    grid; ``draws`` defaults to :data:`RANDOM_DRAWS`, :data:`RANDOM_DRAWS_LARGE` above 64×64 px.
+    ``step`` is told when each part is done."""
+    if draws is None:
+        draws = RANDOM_DRAWS if x.shape[-1] * x.shape[-2] <= 64 * 64 else RANDOM_DRAWS_LARGE
     maps = {"map": relevance} | baseline_maps(tuple(x.shape[-2:]), image_seed(x, seed), grid, draws)
     deletion, insertion, sigma = perturbation_curves(model, x, target, maps, steps, blur_sigma, seed)
     step("deletion and insertion")

@@ -51,7 +51,7 @@ class PictureLedger:
             if key in self._uploads:
                 return
             size = path.stat().st_size
-            used = sum(u.size for u in self._uploads.values() if u.owner == owner)
+            used = self._used_by(owner)
             if self.quota_bytes is not None and used + size > self.quota_bytes:
                 path.unlink(missing_ok=True)
                 hours = f"{self.retention_s / 3600:g} hours" if self.retention_s else "a while"
@@ -73,7 +73,7 @@ class PictureLedger:
             self._forget(now)
             if key in self._uploads:
                 return
-            used = sum(u.size for u in self._uploads.values() if u.owner == owner)
+            used = self._used_by(owner)
             if self.quota_bytes is not None and used + size > self.quota_bytes:
                 raise ImageError(
                     f"{what} unpacks to {_size(size)}, and with your other uploads ({_size(used)}) that is over the "
@@ -92,7 +92,10 @@ class PictureLedger:
 
     def used(self, owner: str) -> int:
         with self._lock:
-            return sum(u.size for u in self._uploads.values() if u.owner == owner)
+            return self._used_by(owner)
+
+    def _used_by(self, owner: str) -> int:  # with the lock held
+        return sum(u.size for u in self._uploads.values() if u.owner == owner)
 
     def _forget(self, now: float) -> None:
         """Uploads past the retention no longer count (Gradio's cache sweep deletes them)."""

@@ -24,13 +24,12 @@ from explain.trust import (
     GRADCAM,
     GRADCAM_LAYER,
     GUIDED_GRADCAM_CAUTION,
-    RANDOM_DRAWS,
-    RANDOM_DRAWS_LARGE,
     UNCHANGED_FROM,
     compare_models,
     shuffled_label_runs,
     trust_report,
 )
+from explain.trust_faithfulness import RANDOM_DRAWS, RANDOM_DRAWS_LARGE
 from explain.trust_figures import contributions_figure, data_randomization_figure, faithfulness_figure, randomization_figure, road_figure
 from googlenet.weights import runs_dir
 
@@ -83,22 +82,14 @@ def _shown(value):
     return gr.update(value=value, visible=True)
 
 
-class Cleared(NamedTuple):
-    """Everything drawn for an image, model, class or method that is no longer on screen."""
-
-    trust_verdict: Any
-    trust_scores: Any
-    trust_randomization: Any
-    trust_faithfulness: Any
-    trust_contributions: Any
-    trust_road: Any
-    trust_shuffled_plot: Any
-    trust_shuffled_note: Any
+# Everything drawn for an image, model, class or method that is no longer on screen: both views' outputs.
+Cleared = NamedTuple("Cleared", [(name, Any) for name in (*TrustView._fields, *ShuffledView._fields)])
 
 
 def cleared() -> Cleared:
     """The hint, and the results hidden (empty tables and plots read as something that failed)."""
-    return Cleared(HINT, *[_hidden()] * 6, "")
+    results = {name: _hidden() for name in Cleared._fields}
+    return Cleared(**results | {"trust_verdict": HINT, "trust_shuffled_note": ""})
 
 
 @user_errors
