@@ -4,7 +4,7 @@ The work is done by ``googlenet`` (model, weights, training) and ``explain`` (ex
 attributions, figures); each tab lives in ``ui/`` as plain handler functions (importable and
 testable without a server) and one builder that creates and wires its components.
 ``python app.py [--weights SOURCE] [--data DIR] [--host 127.0.0.1 --port 7860] [--public] [--mcp] [--training off|owner|open] …``
-(the operator's settings: ``ui/settings.py`` and the README's table).
+(the operator's settings: ``server/settings.py`` and the README's table).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from explain.panels import PANEL_CSS, colormap_defs
-from googlenet.jobs import limit_malloc_arenas
+from explain.render.panels import PANEL_CSS, colormap_defs
+from server.jobs import limit_malloc_arenas
+from server.settings import Settings, add_arguments, from_environment
 from ui import agents, architecture_tab, compare_tab, explore_tab, links, timeline_tab, train_tab
 from ui.caching import cached
-from ui.settings import Settings, add_arguments, from_environment
 from ui.shared import (
     ASSETS,
     HUB,
@@ -41,7 +41,7 @@ __all__ = ["build", "main", "launch_options", "ASSETS", "HUB", "JOB", "CSS"]
 log = logging.getLogger("googlenet-explorer")
 
 # 32×32 CIFAR pictures would show as stamps: draw them large, with crisp pixels. The map panels'
-# styles (explain.panels) are the page's once, not re-sent with every atlas.
+# styles (explain.render.panels) are the page's once, not re-sent with every atlas.
 CSS = "#input-image img, #compare-image img { image-rendering: pixelated; min-width: 70%; object-fit: contain; }\n" + PANEL_CSS
 
 INTRO = """# GoogLeNet Explorer
@@ -69,7 +69,7 @@ def build(rules: Settings | None = None) -> gr.Blocks:
     # the retention (a day locally); run history off unless the operator turns it on (README).
     hours = rules.retention_hours or 24
     with gr.Blocks(title="GoogLeNet Explorer", delete_cache=(600, int(min(hours, 24) * 3600))) as demo:
-        # The visitor's signed identity, kept in the browser (ui/visitors.py); the key that encrypts
+        # The visitor's signed identity, kept in the browser (server/visitors.py); the key that encrypts
         # it in localStorage is derived from the server's secret so it survives restarts.
         token = gr.BrowserState(None, storage_key="googlenet-explorer-visitor", secret=visitors().browser_secret())
         gr.HTML(colormap_defs(), elem_id="colormap-defs", js_on_load=None)  # the colouring filters every map panel uses
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         rules = from_environment(args, on_gpu=HUB.device.type == "cuda")
     except ValueError as error:
         parser.error(str(error))
-    # The data root (--data / GOOGLENET_DATA) is also where the Microscope looks first (explain.reference).
+    # The data root (--data / GOOGLENET_DATA) is also where the Microscope looks first (explain.microscope.reference).
     os.environ["GOOGLENET_DATA"] = str(rules.data_root)
     HUB.prefer(args.weights or os.environ.get("GOOGLENET_WEIGHTS", "auto"))
     log_live_weights()

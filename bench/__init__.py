@@ -1,1 +1,1 @@
-"""App-level benchmarks and reliability checks (``python -m bench.app``, ``python -m bench.reliability``)."""
+"""App-level benchmarks and reliability checks (``python -m bench.app_api``, ``python -m bench.reliability``)."""

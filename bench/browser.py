@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.app import launch
+from bench.app_api import launch
 from bench.chromium import CHROMIUM_ARGS
 
 # A short string describing what a panel shows now (null while it shows nothing): plotly figures

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from googlenet.data import read_cifar10
 from googlenet.datasets import StreamBatches, load_in_memory, open_dataset
+from googlenet.datasets.cifar10 import read_cifar10
 from googlenet.datasets.loading import default_workers
 from googlenet.model import GoogLeNet
 from googlenet.preprocess import IMAGENET

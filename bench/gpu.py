@@ -8,7 +8,7 @@ optional ``torch.compile`` last):
 * ``inference``: batch-1 latency and batch-256 throughput, the app's prepared model (BN folded,
   channels_last, ``inference_mode``) against torchvision's googlenet, fp32 and bf16 autocast.
 * ``explore``: one ``Explorer.explore`` against the naive 36-call captum loop, ``classify`` as the
-  app calls it, Integrated Gradients and Occlusion (``python -m explain.bench``'s measurement).
+  app calls it, Integrated Gradients and Occlusion (``python -m bench.explore``'s measurement).
 * ``training``: ``python -m googlenet bench``: the guide's pipeline as written against the
   engine's ``guide`` preset at 224 px and its ``fast`` preset at 32 px.
 * ``accuracy``: the ``fast`` preset at full width on the CIFAR subset for as many epochs (up to
@@ -155,7 +155,7 @@ class Context:
     def data(self):
         """The CIFAR-10 folder read once (cut to ``sizes.subset`` in smoke runs)."""
         if self._data is None:
-            from googlenet.data import read_cifar10
+            from googlenet.datasets.cifar10 import read_cifar10
 
             data = read_cifar10(self.data_dir if self.data_dir is not None else "data")
             if self.sizes.subset is not None:
@@ -253,7 +253,7 @@ def _nccl_version() -> str:
 
 
 def phase_inference(ctx: Context) -> None:
-    from googlenet.bench import inference_models
+    from bench.engine import inference_models
 
     s, d = ctx.sizes, ctx.device
     reference, app = inference_models(d)
@@ -302,8 +302,8 @@ def _emit_inference(ctx: Context, name: str, dtype: str, batch: int, seconds: fl
 
 
 def phase_explore(ctx: Context) -> None:
+    from bench.explore import EXAMPLE, measure_explore
     from explain.attributions import Method
-    from explain.bench import EXAMPLE, measure_explore
     from explain.explorer import Explorer
     from explain.images import load_image
     from googlenet.model import GoogLeNet
@@ -338,7 +338,7 @@ def phase_explore(ctx: Context) -> None:
 
 
 def phase_training(ctx: Context) -> None:
-    from googlenet.bench import measure_training
+    from bench.engine import measure_training
 
     s = ctx.sizes
     speeds = measure_training(ctx.data, ctx.device, s.train_steps, s.train_batch, s.width, s.guide_size)
@@ -354,8 +354,8 @@ def phase_training(ctx: Context) -> None:
 
 
 def phase_accuracy(ctx: Context) -> None:
-    from googlenet.bench import engine_speed
-    from googlenet.train import PRESETS, EndEvent, EpochEvent, StepEvent, TrainConfig, Trainer
+    from bench.engine import engine_speed
+    from googlenet.training.trainer import PRESETS, EndEvent, EpochEvent, StepEvent, TrainConfig, Trainer
 
     s, d, data = ctx.sizes, ctx.device, ctx.data
     batch = s.accuracy_batch or PRESETS["fast"]["batch_size"]
@@ -421,7 +421,7 @@ def phase_accuracy(ctx: Context) -> None:
 
 
 def phase_ddp(ctx: Context) -> None:
-    from googlenet.train import EndEvent, StepEvent, read_metrics
+    from googlenet.training.trainer import EndEvent, StepEvent, read_metrics
 
     s, d = ctx.sizes, ctx.device
     cuda = d.type == "cuda"
@@ -503,7 +503,7 @@ def _nvidia_smi_process_mb() -> float | None:
 
 
 def phase_compile(ctx: Context) -> None:
-    from googlenet.bench import engine_speed, inference_models
+    from bench.engine import engine_speed, inference_models
 
     s, d = ctx.sizes, ctx.device
     backend = s.compile_backend or "inductor"

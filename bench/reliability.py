@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .app import PHOTO, ROOT, launch, rss_mb
+from bench.app_api import PHOTO, ROOT, launch, rss_mb
+
 from .hostile import checkpoint_cases, image_cases, write
 
 EXPLORE_ARGS = ("(top class)", "cam", "Inferno", 0.6, "inception4c.branch2")
@@ -200,7 +201,7 @@ KILL_SCRIPT = textwrap.dedent(
     import sys, time
     import torch
     import googlenet.weights as w
-    from googlenet.train import TrainConfig, Trainer
+    from googlenet.training.trainer import TrainConfig, Trainer
     out, data, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     if mode == "write":  # the third file written (epoch 2's state file, torch.save) hangs half-written
         calls = {"n": 0}
@@ -258,8 +259,8 @@ def faults(data: str, workdir: Path, report: dict) -> None:
             report["checkpoint_corruptions"] += 1
             report["failures"].append(f"after SIGKILL mid-{mode}: {error}")
 
-    from googlenet.data import CIFAR10, read_cifar10
-    from googlenet.train import TrainConfig, Trainer, TrainingDiverged, TrainingError
+    from googlenet.datasets.cifar10 import CIFAR10, read_cifar10
+    from googlenet.training.trainer import TrainConfig, Trainer, TrainingDiverged, TrainingError
 
     c = read_cifar10(data)
     small = CIFAR10(c.train_images[:512], c.train_labels[:512], c.test_images[:128], c.test_labels[:128], c.classes, c.root)

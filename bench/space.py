@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The atlas panel (explain.panels) by its content signature, once its 36 maps are decoded.
+# The atlas panel (explain.render.panels) by its content signature, once its 36 maps are decoded.
 ATLAS = """() => {
     const p = document.querySelector('#atlas-plot [data-sig]');
     if (!p) return null;

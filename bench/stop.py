@@ -1,7 +1,7 @@
 """``python -m bench.stop``: how long Stop takes, with the CPU shared as on a laptop with a browser.
 
 Trains the Train tab's CPU defaults (width 0.25, batch 64, CIFAR stem) through
-:class:`googlenet.jobs.TrainingJob` (so at the training thread's lowered priority) while
+:class:`server.jobs.TrainingJob` (so at the training thread's lowered priority) while
 ``--busy`` processes at normal priority keep the cores busy (a browser drawing the curves did
 this in issue 13), presses Stop after a few steps and prints ``name=value`` lines: the step time,
 the time from Stop to the state leaving "stopping", and the part of it after the step in flight
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def measure(data: str, busy: int, restore: bool, warm_steps: int = 6) -> dict[str, float]:
-    from googlenet import jobs
-    from googlenet.train import EndEvent, StepEvent, TrainConfig
+    from googlenet.training.trainer import EndEvent, StepEvent, TrainConfig
+    from server import jobs
 
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
     job = jobs.TrainingJob()

@@ -12,7 +12,7 @@
   Gaussian noise of ``stdevs`` (in normalised units) added.
 
 Defaults are chosen to finish in a few seconds on a 2-core CPU at 224×224 (measured by
-``python -m explain.bench``); every one can be overridden.
+``python -m bench.explore``); every one can be overridden.
 """
 
 from __future__ import annotations

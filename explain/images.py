@@ -1,7 +1,7 @@
 """From whatever a user hands over to the tensor a model expects.
 
 The decoding guards (EXIF orientation, modes, animations, bombs, truncated files, tiny images)
-live in :mod:`googlenet.pictures`, shared with the image-folder datasets the trainer reads; this
+live in :mod:`googlenet.datasets.pictures`, shared with the image-folder datasets the trainer reads; this
 module re-exports them and adds :func:`prepare`, the step from a picture to a model input.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from googlenet.pictures import MAX_PIXELS, MIN_SIDE, ImageError, load_image, to_pixels
+from googlenet.datasets.pictures import MAX_PIXELS, MIN_SIDE, ImageError, load_image, to_pixels
 from googlenet.preprocess import Preprocess
 
 __all__ = ["ImageError", "load_image", "prepare", "to_pixels", "MAX_PIXELS", "MIN_SIDE"]

@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .data import DataError, download_cifar10
+from googlenet.analysis.summary import summarize
+from googlenet.datasets.cifar10 import DataError, download_cifar10
+from googlenet.training.trainer import PRESETS, EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, Trainer, TrainingError
+
 from .model import GoogLeNet
-from .summary import summarize
-from .train import PRESETS, EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, Trainer, TrainingError
 from .weights import CheckpointError, WeightsUnavailable
 
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None)
 
     p = commands.add_parser("bench", help="training speed vs the guide's pipeline (--inference: latency vs torchvision)")
-    from .bench import add_arguments as add_bench_arguments
+    from bench.engine import add_arguments as add_bench_arguments
 
     add_bench_arguments(p)
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             return _import(args)
         if args.command == "timeline":
             return _timeline(args)
-        from .bench import run as run_bench
+        from bench.engine import run as run_bench
 
         return run_bench(args)
     except (DataError, CheckpointError, TrainingError, WeightsUnavailable, ValueError, FileNotFoundError) as error:
@@ -211,7 +212,7 @@ def _eval(args) -> int:
     import json
     from pathlib import Path
 
-    from .evaluate import evaluate_checkpoint
+    from googlenet.analysis.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(
         args.checkpoint, args.data, device=args.device, loading=args.loading or "auto",
@@ -229,11 +230,11 @@ def _eval(args) -> int:
 
 def _timeline(args) -> int:
     """Measures the epochs not in ``RUN/timeline.json`` yet; the branch atlas per epoch is the
-    app's (explain.timeline), which reads the same cache."""
+    app's (explain.timeline.run_timeline), which reads the same cache."""
     import json
     import time
 
-    from .timeline import run_timeline
+    from googlenet.analysis.epoch_measures import run_timeline
 
     started = time.perf_counter()
     bar = tqdm(total=1.0, unit="", bar_format="{l_bar}{bar}| {desc}", dynamic_ncols=True, mininterval=0.5)
@@ -288,7 +289,8 @@ def _export(args) -> int:
         return 0
     if not args.out or not args.data:
         raise ValueError("export needs OUT and --data (for the compact copy), or --torchvision OUT.pth")
-    from .evaluate import evaluate_checkpoint
+    from googlenet.analysis.evaluate import evaluate_checkpoint
+
     from .weights import read_checkpoint, save_checkpoint
 
     model, meta = read_checkpoint(args.checkpoint)

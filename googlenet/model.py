@@ -275,7 +275,7 @@ class GoogLeNet(nn.Module):
         """Main-head logits from the output ``x`` of ``layer`` (a name in :data:`MAIN_PATH`), in
         eval mode: the rest of :meth:`forward` without re-running what comes before ``layer``.
 
-        Knock-outs use it (``googlenet.timeline``): zeroing a branch of inception4e and running
+        Knock-outs use it (``googlenet.analysis.epoch_measures``): zeroing a branch of inception4e and running
         on from there costs 10 % of a full pass at the CIFAR stem instead of 100 %.
         """
         if layer not in MAIN_PATH:

@@ -35,7 +35,7 @@ def cifar_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def cifar(cifar_dir):
-    from googlenet.data import read_cifar10
+    from googlenet.datasets.cifar10 import read_cifar10
 
     return read_cifar10(cifar_dir)
 
@@ -186,7 +186,7 @@ def passes(monkeypatch):
 
 def cifar_slice(cifar, train: int, test: int):
     """The first ``train`` training and ``test`` test pictures of the real subset, as a CIFAR10."""
-    from googlenet.data import CIFAR10
+    from googlenet.datasets.cifar10 import CIFAR10
 
     return CIFAR10(
         cifar.train_images[:train],

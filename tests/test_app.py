@@ -165,7 +165,7 @@ def test_classify_keeps_answering_while_training(client, cifar_dir):
         deadline = time.time() + 120
         while time.time() < deadline and client.predict(api_name="/train_status")["steps_logged"] < 2:
             time.sleep(0.5)
-        for _ in range(5):  # the latency while training is measured by python -m bench.app
+        for _ in range(5):  # the latency while training is measured by python -m bench.app_api
             result = call(client, EXAMPLE, "random", 3, api_name="/classify")
             assert len(result["predictions"]["main"]) == 3
         status = client.predict(api_name="/train_status")

@@ -3,7 +3,7 @@
 import torch
 from safetensors import safe_open
 
-from googlenet.evaluate import evaluate
+from googlenet.analysis.evaluate import evaluate
 from googlenet.weights import BUNDLED_MODEL, CIFAR10_CLASSES, load_model, read_meta
 
 

@@ -11,9 +11,9 @@ import torch
 import torchvision
 
 from explain.explorer import Explorer
-from explain.hub import ModelHub
 from googlenet.convert import export_torchvision, import_checkpoint, infer_config, read_state_dict
 from googlenet.weights import CheckpointError, load_model, read_checkpoint, runs_dir
+from server.hub import ModelHub
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ["oak", "maple", "birch", "pine", "ash", "elm", "willow"]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from explain.curves import downsample, ema, training_figure
+from explain.render.curves import downsample, ema, training_figure
 
 
 def test_ema_is_tensorboards_debiased_average():
@@ -26,7 +26,7 @@ def test_downsampling_keeps_extremes_and_order():
 
 
 def test_a_100k_step_run_is_thinned_to_2000_points_per_series():
-    """The speed of this re-plot is measured by ``python -m explain.bench`` (curves_100k_steps_ms)."""
+    """The speed of this re-plot is measured by ``python -m bench.explore`` (curves_100k_steps_ms)."""
     rng = np.random.default_rng(0)
     steps = np.arange(1, 100_001)
     loss = 2.3 * np.exp(-steps / 30_000) + rng.normal(0, 0.1, steps.size)

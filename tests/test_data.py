@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from googlenet.data import Augment, DataError, DeviceBatches, download_cifar10, find_batches_dir, read_cifar10
+from googlenet.datasets.cifar10 import Augment, DataError, DeviceBatches, download_cifar10, find_batches_dir, read_cifar10
 from googlenet.preprocess import IMAGENET, Preprocess
 
 RAW = Preprocess(32, 32, (0.0,) * 3, (1 / 255,) * 3)  # pixel values as they are (0…255, up to float rounding)

@@ -22,7 +22,7 @@ from googlenet.datasets import (
     plan_loading,
     stratified_split,
 )
-from googlenet.pictures import ImageError, load_image, read_picture, to_pixels
+from googlenet.datasets.pictures import ImageError, load_image, read_picture, to_pixels
 from googlenet.preprocess import CIFAR100, IMAGENET
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from explain.examples import build_index, crops, load_or_build_index, selectivity_index
-from explain.featureviz import Cancelled, FourierImage, visualize
-from explain.figures import specialization_figure
+from explain.microscope.examples import build_index, crops, load_or_build_index, selectivity_index
+from explain.microscope.featureviz import Cancelled, FourierImage, visualize
+from explain.render.figures import specialization_figure
 from googlenet.model import GoogLeNet
 from googlenet.preprocess import Preprocess
 from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, find_checkpoints, load_model, runs_dir, save_checkpoint
@@ -21,8 +21,8 @@ META = CheckpointMeta(CIFAR10_CLASSES, Preprocess(32, 32, (0.49, 0.48, 0.45), (0
 def checkpoint(tmp_path_factory, cifar):
     """The bundled trained model (random weights respond to everything alike); a briefly trained
     narrow one when the bundled file is absent. Copied, so the test may overwrite it."""
-    from googlenet.data import CIFAR10
-    from googlenet.train import TrainConfig, Trainer
+    from googlenet.datasets.cifar10 import CIFAR10
+    from googlenet.training.trainer import TrainConfig, Trainer
     from googlenet.weights import BUNDLED_MODEL
 
     if BUNDLED_MODEL.is_file():

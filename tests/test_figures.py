@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from explain import Explorer, Method
-from explain.figures import (
+from explain.render.figures import (
     ablation_figure,
     atlas_figure,
     attribution_figure,

@@ -105,7 +105,7 @@ def test_unknown_phase_names_are_refused(capsys):
 
 
 def test_synthetic_cifar_reads_back_through_the_projects_reader(tmp_path):
-    from googlenet.data import read_cifar10
+    from googlenet.datasets.cifar10 import read_cifar10
 
     data = read_cifar10(write_synthetic_cifar(tmp_path, train=20, test=10))
     assert data.train_images.shape == (20, 3, 32, 32) and data.test_images.shape == (10, 3, 32, 32)

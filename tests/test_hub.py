@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from explain.hub import UPLOAD_LIMIT_BYTES, ModelHub
 from googlenet.model import GoogLeNet
 from googlenet.preprocess import Preprocess
 from googlenet.weights import CIFAR10_CLASSES, CheckpointError, CheckpointMeta, runs_dir, save_checkpoint
+from server.hub import UPLOAD_LIMIT_BYTES, ModelHub
 
 META = CheckpointMeta(CIFAR10_CLASSES, Preprocess(32, 32, (0.5,) * 3, (0.25,) * 3), training={"accuracy": {"main": 0.61}})
 
@@ -76,8 +76,8 @@ def test_microscope_owns_its_model_and_leaves_with_it(tmp_path):
 
 
 def test_a_public_hub_lists_each_visitors_runs_and_uploads_to_them_only(tmp_path):
-    from explain.hub import EVERYONE
-    from googlenet.owners import Owner, write_owner
+    from server.hub import EVERYONE
+    from server.owners import Owner, write_owner
 
     alice, bob = "a1" * 10, "b2" * 10
     tiny(runs_dir() / "operator-run" / "last.safetensors")  # the CLI's: no owner record
@@ -115,7 +115,7 @@ def test_a_public_hub_lists_each_visitors_runs_and_uploads_to_them_only(tmp_path
 def test_upload_quota_per_visitor_and_total_cap_evicts_the_oldest_upload(tmp_path):
     import os
 
-    from explain.hub import UploadPolicy
+    from server.hub import UploadPolicy
 
     hub = ModelHub()
     hub.private_listing = True

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from googlenet.data import DataError
-from googlenet.jobs import JobBusy, TrainingJob, latest_run
-from googlenet.train import TrainConfig
+from googlenet.datasets.cifar10 import DataError
+from googlenet.training.trainer import TrainConfig
 from googlenet.weights import runs_dir
+from server.jobs import JobBusy, TrainingJob, latest_run
 
 
 def test_bad_data_fails_at_start(tmp_path):
@@ -71,7 +71,7 @@ def test_a_new_process_shows_the_last_runs_curves():
 
 
 def test_a_crashing_trainer_is_reported_not_hidden(monkeypatch, cifar_dir):
-    from googlenet import jobs
+    from server import jobs
 
     class Boom:
         def __init__(self, *a, **k):
@@ -89,8 +89,8 @@ def test_a_crashing_trainer_is_reported_not_hidden(monkeypatch, cifar_dir):
 
 
 def test_a_run_stops_only_for_its_owner_or_an_override(cifar_dir):
-    from googlenet.jobs import NotOwner
-    from googlenet.owners import Owner, read_owner
+    from server.jobs import NotOwner
+    from server.owners import Owner, read_owner
 
     job = TrainingJob()
     owner = Owner("a1" * 10, "visitor amber otter")

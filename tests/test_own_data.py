@@ -11,7 +11,7 @@ from conftest import randomize_bn, write_png_folder
 from googlenet.__main__ import main
 from googlenet.model import GoogLeNet
 from googlenet.preprocess import CAFFE_IMAGENET, IMAGENET
-from googlenet.train import EpochEvent, StartEvent, TrainConfig, Trainer
+from googlenet.training.trainer import EpochEvent, StartEvent, TrainConfig, Trainer
 from googlenet.weights import WeightsUnavailable, load_model, read_meta
 
 
@@ -52,14 +52,14 @@ def test_an_image_folder_trains_evaluates_per_class_and_keeps_its_class_names(fo
     assert abs(written["accuracy"]["main"] - epoch.acc_main) <= 2 / 128  # BN folded for inference: a near-tie may flip
 
     # the timeline measures the run on its own val split (not CIFAR-10's test batch)
-    from googlenet.timeline import run_timeline
+    from googlenet.analysis.epoch_measures import run_timeline
 
     timeline = run_timeline(tmp_path / "run")
     assert [e.epoch for e in timeline.entries] == [1] and timeline.entries[0].count == 128
     assert abs(timeline.entries[0].accuracy["main"] - epoch.acc_main) <= 4 / 128  # bf16 here, fp32 in training's evaluation
 
     # the run opens with its own labels, and the microscope's reference set is its own val split
-    from explain.reference import find_reference
+    from explain.microscope.reference import find_reference
 
     loaded = load_model(end.checkpoint)
     assert loaded.classes == cifar.classes

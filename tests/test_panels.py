@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from explain import Explorer
-from explain.colormaps import COLORSCALES, DEFAULT_SIGNED, DIVERGING, sample, signed_scale
-from explain.panels import atlas_html, channels_html, colormap_defs, contributions_html, filter_id, heads_html, note_html
+from explain.render.colormaps import COLORSCALES, DEFAULT_SIGNED, DIVERGING, sample, signed_scale
+from explain.render.panels import atlas_html, channels_html, colormap_defs, contributions_html, filter_id, heads_html, note_html
 from tests.conftest import make_loaded
 
 PICTURE = "assets/examples/cifar/cat-1.png"

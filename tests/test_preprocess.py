@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from explain.examples import build_index
 from explain.explorer import Explorer
-from googlenet.data import Augment, DeviceBatches
-from googlenet.evaluate import evaluate
+from explain.microscope.examples import build_index
+from googlenet.analysis.evaluate import evaluate
+from googlenet.datasets.cifar10 import Augment, DeviceBatches
 from googlenet.preprocess import CIFAR10, IMAGENET, Preprocess
 from tests.conftest import make_loaded
 

@@ -15,9 +15,9 @@ import app
 from googlenet.model import GoogLeNet
 from googlenet.preprocess import Preprocess
 from googlenet.weights import CIFAR10_CLASSES, CheckpointMeta, runs_dir, save_checkpoint
+from server.settings import Settings
 from tests.conftest import CIFAR_SUBSET
 from ui import shared
-from ui.settings import Settings
 
 CAT = "assets/examples/cifar/cat-1.png"
 ADMIN = "an operator token of some length"

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from explain import reference
-from explain.microscope import Microscope
-from explain.reference import ReferenceMissing, candidate_roots, data_root, fetch_reference, find_reference, reference_root
-from googlenet.data import DataError
+from explain.microscope import reference
+from explain.microscope.microscope import Microscope
+from explain.microscope.reference import ReferenceMissing, candidate_roots, data_root, fetch_reference, find_reference, reference_root
+from googlenet.datasets.cifar10 import DataError
 from tests.conftest import make_loaded
 
 

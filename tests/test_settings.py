@@ -1,12 +1,12 @@
-"""Operator settings (ui/settings.py) and visitor identities (ui/visitors.py): no server needed."""
+"""Operator settings (server/settings.py) and visitor identities (server/visitors.py): no server needed."""
 
 import argparse
 import time
 
 import pytest
 
-from ui.settings import LimitExceeded, Settings, add_arguments, from_environment
-from ui.visitors import OPERATOR_HOURS, Visitors, load_secret
+from server.settings import LimitExceeded, Settings, add_arguments, from_environment
+from server.visitors import OPERATOR_HOURS, Visitors, load_secret
 
 
 def parse(argv, environ):
@@ -103,7 +103,7 @@ def test_sessions_and_operators(tmp_path, monkeypatch):
 
 def test_pictures_past_the_quota_are_refused_and_past_the_cap_the_oldest_go(tmp_path):
     from explain import ImageError
-    from ui.storage import PictureLedger
+    from server.storage import PictureLedger
 
     def picture(name, size=1000):
         path = tmp_path / name

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from explain.architecture import architecture_figure
-from explain.examples import build_index
 from explain.explorer import Explorer
-from explain.featureviz import visualize
-from explain.figures import ablation_figure, atlas_figure, channels_figure, contributions_figure, heads_figure, specialization_figure
+from explain.microscope.examples import build_index
+from explain.microscope.featureviz import visualize
+from explain.render.architecture import architecture_figure
+from explain.render.figures import ablation_figure, atlas_figure, channels_figure, contributions_figure, heads_figure, specialization_figure
 from googlenet.model import GoogLeNet
 from googlenet.spec import describe
 from tests.conftest import make_loaded

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from googlenet.jobs import TrainingJob, _lower_priority, _restore_priority
 from googlenet.model import GoogLeNet
-from googlenet.train import EndEvent, StepEvent, TrainConfig
+from googlenet.training.trainer import EndEvent, StepEvent, TrainConfig
 from googlenet.weights import read_meta, runs_dir
+from server.jobs import TrainingJob, _lower_priority, _restore_priority
 
 
 def test_stop_pressed_during_a_step_ends_the_run_after_that_step(cifar_dir, monkeypatch):

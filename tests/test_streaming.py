@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import write_png_folder
 
-from googlenet.data import Augment, DeviceBatches, _mix
 from googlenet.datasets import Split, StreamBatches, load_in_memory, open_dataset
+from googlenet.datasets.cifar10 import Augment, DeviceBatches, _mix
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")

@@ -1,5 +1,5 @@
+from googlenet.analysis.summary import summarize
 from googlenet.model import GoogLeNet
-from googlenet.summary import summarize
 
 
 def test_totals_equal_the_model_and_the_paper():

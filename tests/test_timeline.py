@@ -1,4 +1,4 @@
-"""The run timeline (googlenet.timeline, explain.timeline), its figures and run comparison, on a
+"""The run timeline (googlenet.analysis.epoch_measures, explain.timeline.run_timeline), its figures and run comparison, on a
 real 3-epoch run of a narrow model on the shared CIFAR-10 subset."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from googlenet.model import GoogLeNet
-from googlenet.train import EpochEvent, TrainConfig, Trainer, read_metrics
+from googlenet.training.trainer import EpochEvent, TrainConfig, Trainer, read_metrics
 from googlenet.weights import load_model, prepare_for_inference
 from tests.conftest import cifar_slice
 
@@ -49,7 +49,7 @@ def test_forward_from_any_layer_equals_the_full_pass():
 
 
 def test_timeline_of_a_three_epoch_run_is_measured_once_and_cached(run3, small, passes):
-    from googlenet.timeline import run_timeline
+    from googlenet.analysis.epoch_measures import run_timeline
 
     first = run_timeline(run3, data=small, precision="fp32")
     assert first.epochs == (1, 2, 3) and first.computed == 3
@@ -84,7 +84,7 @@ def test_timeline_of_a_three_epoch_run_is_measured_once_and_cached(run3, small, 
 
 
 def test_knockout_importance_equals_zeroing_the_branch_in_the_full_network(run3, small):
-    from googlenet.timeline import read_timeline
+    from googlenet.analysis.epoch_measures import read_timeline
 
     entry = read_timeline(run3).entries[-1]
     loaded = load_model(run3 / "epoch-003.safetensors")
@@ -107,9 +107,14 @@ def test_knockout_importance_equals_zeroing_the_branch_in_the_full_network(run3,
 
 
 def test_atlas_animation_has_a_frame_per_epoch_on_one_colour_scale(run3, small, passes):
-    from explain.figures import map_range
-    from explain.timeline import cached_timeline, timeline
-    from explain.timeline_figures import atlas_animation, heads_timeline_figure, importance_timeline_figure, specialization_timeline_figure
+    from explain.render.figures import map_range
+    from explain.timeline.run_timeline import cached_timeline, timeline
+    from explain.timeline.timeline_figures import (
+        atlas_animation,
+        heads_timeline_figure,
+        importance_timeline_figure,
+        specialization_timeline_figure,
+    )
 
     result = timeline(run3, data=small, precision="fp32")
     assert [f.epoch for f in result.frames] == [1, 2, 3] and result.computed == 3
@@ -151,7 +156,7 @@ def test_atlas_animation_has_a_frame_per_epoch_on_one_colour_scale(run3, small, 
 
 def test_cli_writes_the_numbers_from_the_cache(run3, small, cifar_dir, tmp_path, capsys, passes):
     from googlenet.__main__ import main
-    from googlenet.timeline import run_timeline
+    from googlenet.analysis.epoch_measures import run_timeline
 
     run_timeline(run3, data=small, precision="fp32")  # cached (measured by the test above, or now)
     passes["n"] = 0
@@ -167,7 +172,7 @@ def test_cli_writes_the_numbers_from_the_cache(run3, small, cifar_dir, tmp_path,
 
 def test_timeline_errors_are_clear(tmp_path):
     from googlenet.__main__ import main
-    from googlenet.timeline import run_timeline
+    from googlenet.analysis.epoch_measures import run_timeline
 
     with pytest.raises(ValueError, match="no run folder"):
         run_timeline(tmp_path / "nowhere")
@@ -177,7 +182,7 @@ def test_timeline_errors_are_clear(tmp_path):
 
 
 def test_comparison_lists_exactly_the_fields_that_differ(run3, small, tmp_path):
-    from explain.compare_runs import compare_runs
+    from explain.timeline.compare_runs import compare_runs
 
     other = tmp_path / "other"
     Trainer(TrainConfig(out=str(other), epochs=1, batch_size=64, width=0.125, seed=3, lr=0.02), data=small).run()

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from googlenet.train import TrainConfig, Trainer
+from googlenet.training.trainer import TrainConfig, Trainer
 from tests.conftest import cifar_slice
 
 
@@ -91,7 +91,7 @@ def test_comparison_lists_exactly_the_differing_fields_and_highlights_them(tab):
 
 
 def test_a_visitor_of_a_public_server_sees_only_their_own_runs(tab, runs_root, tmp_path, monkeypatch):
-    from googlenet.owners import Owner, write_owner
+    from server.owners import Owner, write_owner
     from ui.shared import HUB, visitors
 
     monkeypatch.setattr(HUB, "private_listing", True)

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from googlenet.data import CIFAR10
-from googlenet.train import EndEvent, EpochEvent, StepEvent, TrainConfig, Trainer, TrainingDiverged, TrainingError, read_metrics
+from googlenet.datasets.cifar10 import CIFAR10
+from googlenet.training.trainer import EndEvent, EpochEvent, StepEvent, TrainConfig, Trainer, TrainingDiverged, TrainingError, read_metrics
 from googlenet.weights import find_checkpoints, load_model, read_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def test_width_quarter_learns_well_above_chance(cifar, tmp_path, capsys):
     assert [e.epoch for e in events if isinstance(e, EpochEvent)] == [1, 2]
     assert [type(e) for e in read_metrics(tmp_path / "learn")] == [type(e) for e in events]
     # the CLI's eval of the checkpoint (BN folded) agrees with the trainer's own evaluation
-    from googlenet.evaluate import evaluate
+    from googlenet.analysis.evaluate import evaluate
 
     result = evaluate(load_model(end.checkpoint), cifar.test_images, cifar.test_labels)
     assert abs(result.accuracy["main"] - accuracy) < 0.003
@@ -127,7 +127,7 @@ def test_a_second_run_into_the_same_folder_is_refused(small, tmp_path):
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(small, tmp_path, monkeypatch):
-    from googlenet import train
+    from googlenet.training import trainer as train
 
     original = train._Run._loss
 
@@ -179,7 +179,7 @@ def test_guide_preset_is_the_guides_recipe(small, tmp_path):
     )
     assert (config.aux_weight, config.label_smoothing, config.stem, config.batch_norm) == (0.3, 0.0, "imagenet", False)
     assert TrainConfig(preset="guide").batch_size == 64
-    from googlenet.train import _Run
+    from googlenet.training.trainer import _Run
 
     run = _Run(replace(config, width=0.125), small, torch.device("cpu"), 0, 1, None, threading.Event())
     assert isinstance(run.optimizer, torch.optim.SGD)
@@ -199,7 +199,7 @@ def test_guide_preset_is_the_guides_recipe(small, tmp_path):
     import torchvision.transforms as T
     from PIL import Image
 
-    from googlenet.data import Augment, DeviceBatches
+    from googlenet.datasets.cifar10 import Augment, DeviceBatches
 
     images = small.train_images[:4]
     plain = Augment(config.preprocess, crop_padding=0, flip=False)
@@ -224,8 +224,8 @@ KILL_SCRIPT = textwrap.dedent(
     import sys, time
     import torch
     import googlenet.weights as w
-    from googlenet.data import read_cifar10, CIFAR10
-    from googlenet.train import TrainConfig, Trainer
+    from googlenet.datasets.cifar10 import read_cifar10, CIFAR10
+    from googlenet.training.trainer import TrainConfig, Trainer
     out, data, slow_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
     calls = {"n": 0}
     def slowed(real):  # counts every file a checkpoint writes: state files (torch.save), models (save_file)
@@ -277,7 +277,7 @@ def test_sigkill_during_a_checkpoint_write_never_leaves_a_corrupt_newest_checkpo
     assert newest.parent == out
     loaded = load_model(newest)  # loads: the torn file never replaced a good one
     assert loaded.training["step"] == 4
-    from googlenet.data import read_cifar10
+    from googlenet.datasets.cifar10 import read_cifar10
 
     c = read_cifar10(cifar_dir)
     small = CIFAR10(c.train_images[:256], c.train_labels[:256], c.test_images[:128], c.test_labels[:128], c.classes, c.root)
@@ -288,8 +288,8 @@ def test_sigkill_during_a_checkpoint_write_never_leaves_a_corrupt_newest_checkpo
 DDP_SCRIPT = textwrap.dedent(
     """
     import os, sys, torch
-    from googlenet.data import read_cifar10, CIFAR10
-    from googlenet.train import TrainConfig, Trainer
+    from googlenet.datasets.cifar10 import read_cifar10, CIFAR10
+    from googlenet.training.trainer import TrainConfig, Trainer
     out, data, dump = sys.argv[1], sys.argv[2], sys.argv[3]
     c = read_cifar10(data)
     small = CIFAR10(c.train_images[:512], c.train_labels[:512], c.test_images[:128], c.test_labels[:128], c.classes, c.root)
@@ -373,7 +373,7 @@ def test_pruning_keeps_epoch_one_the_powers_of_two_and_the_newest_and_takes_thei
 
 
 def test_presets_fitted_to_the_device_leave_the_guide_as_written():
-    from googlenet.train import PRESETS, preset_for_device
+    from googlenet.training.trainer import PRESETS, preset_for_device
 
     cpu, gpu = preset_for_device("fast", torch.device("cpu")), preset_for_device("fast", torch.device("cuda"))
     assert (cpu["batch_size"], cpu["lr"], cpu["width"]) == (64, 0.1, 0.25)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from googlenet.model import GoogLeNet
-from googlenet.train import EpochEvent, StepEvent, TrainConfig, Trainer, _Run, read_metrics
+from googlenet.training.trainer import EpochEvent, StepEvent, TrainConfig, Trainer, _Run, read_metrics
 from tests.conftest import cifar_slice
 
 MODULES = (

@@ -11,10 +11,10 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from explain.classes_figures import FULL_CLASSES, confused_pairs_text, confusion_figure, most_confused, per_class_figure
+from explain.render.classes_figures import FULL_CLASSES, confused_pairs_text, confusion_figure, most_confused, per_class_figure
 from googlenet.weights import CIFAR10_CLASSES
+from server.settings import Settings
 from ui import shared, train_tab
-from ui.settings import Settings
 
 FORM = ("fast", 1, 512, 0.1, 0.125, "cifar", 0.3)
 

@@ -15,7 +15,9 @@ from captum.attr import LayerGradCam, Saliency
 from torch import nn
 
 from explain import Explorer
-from explain.trust import (
+from explain.trust.faithfulness import baseline_maps, image_seed
+from explain.trust.metrics import impute_linear, spearman, ssim
+from explain.trust.report import (
     GRADCAM,
     METHODS,
     compare_models,
@@ -28,9 +30,7 @@ from explain.trust import (
     trained_on_shuffled_labels,
     trust_report,
 )
-from explain.trust_faithfulness import baseline_maps, image_seed
-from explain.trust_figures import contributions_figure, faithfulness_figure, randomization_figure, road_figure
-from explain.trust_metrics import impute_linear, spearman, ssim
+from explain.trust.trust_figures import contributions_figure, faithfulness_figure, randomization_figure, road_figure
 from googlenet.weights import load_model
 from tests.conftest import cifar_slice
 
@@ -152,7 +152,7 @@ def test_deletion_and_insertion_agree_with_quantus_pixel_flipping():
         auc = (np.trapezoid(theirs_deletion[i], dx=1) + (ours[0] + ours[1]) / 2) / steps
         assert deletion["map"].auc == pytest.approx(auc, abs=1e-6)
 
-        from explain.trust_metrics import gaussian_blur
+        from explain.trust.metrics import gaussian_blur
 
         original = x[i : i + 1].numpy().reshape(1, -1)
 
@@ -374,7 +374,7 @@ def test_bad_method_and_options_are_refused(bundled, cifar):
 def test_cli_writes_the_json(tmp_path, cifar, capsys):
     from PIL import Image
 
-    from explain.trust_cli import run as main
+    from explain.trust.cli import run as main
 
     path = tmp_path / "frog.png"
     Image.fromarray(cifar.test_images[7].permute(1, 2, 0).numpy()).save(path)
@@ -387,7 +387,7 @@ def test_cli_writes_the_json(tmp_path, cifar, capsys):
 
 
 def test_data_randomisation_compares_two_models_and_finds_shuffled_runs(bundled, cifar, tmp_path):
-    from googlenet.train import TrainConfig, Trainer
+    from googlenet.training.trainer import TrainConfig, Trainer
 
     small = cifar_slice(cifar, 128, 64)
     end = Trainer(
@@ -401,7 +401,7 @@ def test_data_randomisation_compares_two_models_and_finds_shuffled_runs(bundled,
 
 
 def test_shuffled_labels_are_a_seeded_permutation_of_the_training_labels(cifar, tmp_path):
-    from googlenet.train import TrainConfig, _Run
+    from googlenet.training.trainer import TrainConfig, _Run
 
     small = cifar_slice(cifar, 256, 64)
     config = TrainConfig(out=str(tmp_path / "s"), epochs=1, batch_size=64, width=0.125, shuffle_labels=True, seed=3)

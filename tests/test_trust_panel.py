@@ -4,7 +4,7 @@ import gradio as gr
 import pytest
 
 from explain import Method
-from googlenet.train import TrainConfig, Trainer
+from googlenet.training.trainer import TrainConfig, Trainer
 from googlenet.weights import runs_dir
 from tests.conftest import cifar_slice
 from ui import trust_panel

@@ -73,7 +73,7 @@ def test_starting_without_data_says_which_button_fetches_it(tmp_path):
 
 
 def test_a_checkpoint_saved_mid_epoch_is_not_labelled_with_an_older_accuracy():
-    from explain.hub import accuracy_summary
+    from server.hub import accuracy_summary
 
     mid = {"accuracy": {"main": 0.412, "aux1": None, "aux2": None}, "epoch": 1, "batch": 20, "step": 84}
     assert accuracy_summary(mid) == "step 84, mid-epoch 2 · not evaluated (epoch 1: 41.2%)"
@@ -82,7 +82,7 @@ def test_a_checkpoint_saved_mid_epoch_is_not_labelled_with_an_older_accuracy():
 
 
 def test_architecture_diagram_keeps_the_aux_heads_clear_of_branch4():
-    from explain.architecture import architecture_figure
+    from explain.render.architecture import architecture_figure
     from googlenet.model import GoogLeNet
 
     figure = architecture_figure(GoogLeNet(num_classes=10, stem="cifar", width=0.25))
@@ -97,7 +97,7 @@ def test_architecture_diagram_keeps_the_aux_heads_clear_of_branch4():
 
 
 def test_compare_lists_a_visitors_own_runs_and_not_anothers(monkeypatch):
-    from googlenet.owners import Owner, write_owner
+    from server.owners import Owner, write_owner
 
     alice, bob = "a1" * 10, "b2" * 10
     small_checkpoint(runs_dir() / "alice-run" / "last.safetensors")

@@ -9,7 +9,7 @@ out of the MCP tool list by :func:`keep_to_agent_tools`.
 
 Tools: ``classify`` (the Explore tab's, ``/classify``), ``explore`` (``/explore_atlas``),
 ``attribute`` (``/attribute_map``), ``knock_out`` (``/knock_out``), ``trust_map`` (``/trust_map``:
-explain/trust.py's sanity checks and faithfulness scores), ``train_status``.
+explain/trust/report.py's sanity checks and faithfulness scores), ``train_status``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import gradio as gr
 
 from explain import Method
 from explain.images import load_image
-from explain.snapshot import ablation_summary, atlas_image, attribution_summary, exploration_summary, overlay_image
-from explain.trust import trust_report
+from explain.render.snapshot import ablation_summary, atlas_image, attribution_summary, exploration_summary, overlay_image
+from explain.trust.report import trust_report
 
 from .shared import HUB, chosen_target, gpu, image_input, outputs, user_errors
 

@@ -9,9 +9,9 @@ from typing import Any, NamedTuple
 import gradio as gr
 import pandas as pd
 
-from explain.architecture import architecture_figure
+from explain.render.architecture import architecture_figure
+from googlenet.analysis.summary import PAPER_NOTES, summarize
 from googlenet.model import GoogLeNet
-from googlenet.summary import PAPER_NOTES, summarize
 
 from .shared import HUB, outputs, user_errors
 

@@ -12,9 +12,9 @@ from typing import Any, NamedTuple
 
 import gradio as gr
 
-from explain.figures import MAP_KINDS
 from explain.images import load_image
-from explain.panels import atlas_html, heads_html, map_range, note_html
+from explain.render.figures import MAP_KINDS
+from explain.render.panels import atlas_html, heads_html, map_range, note_html
 
 from .shared import HUB, examples, gpu, image_input, open_choices, outputs, unchanged, user_errors, viewer_key
 

@@ -7,7 +7,7 @@ How the panels stay current and fast (issue 13):
   recompute on their own button;
 - every view control answers on ``.input`` (the user's change, never a programmatic one): the
   colour map and the opacity are CSS variables the browser changes with no request (see
-  :mod:`explain.panels`), the map kind redraws the atlas alone, the open branch redraws the
+  :mod:`explain.render.panels`), the map kind redraws the atlas alone, the open branch redraws the
   channels and moves the atlas outline in the browser;
 - the first example is explored while the page is built, so the page arrives with its atlas;
 - explorations are cached by content (``ui/caching.py``), examples lazily on disk, and a shared
@@ -25,11 +25,11 @@ import gradio as gr
 from PIL import Image
 
 from explain import HEADS, Method
-from explain.colormaps import COLORSCALES, DEFAULT_SIGNED, DIVERGING
-from explain.figures import MAP_KINDS, ablation_figure
 from explain.images import load_image
-from explain.panels import atlas_html, attribution_html, channels_html, contributions_html, heads_html, note_html
-from explain.reference import ReferenceMissing, candidate_roots, data_root, fetch_reference
+from explain.microscope.reference import ReferenceMissing, candidate_roots, data_root, fetch_reference
+from explain.render.colormaps import COLORSCALES, DEFAULT_SIGNED, DIVERGING
+from explain.render.figures import MAP_KINDS, ablation_figure
+from explain.render.panels import atlas_html, attribution_html, channels_html, contributions_html, heads_html, note_html
 
 from . import links, trust_panel
 from .caching import cached, examples_cache_folder
@@ -126,7 +126,7 @@ def classify(image, model: str | None = None, topk: int = 5) -> dict:
 @gpu
 def explore_view(image, model, target, kind, colorscale, opacity, branch) -> ExploreView:
     """One pass, then every view of it: heads, atlas, contributions, the chosen branch's channels,
-    as HTML panels (:mod:`explain.panels`) drawn in ``colorscale`` and ``opacity`` (the page then
+    as HTML panels (:mod:`explain.render.panels`) drawn in ``colorscale`` and ``opacity`` (the page then
     changes those in the browser, without a request)."""
     explorer = HUB.explorer(model)
     valid = _valid_target(target, explorer.loaded.classes)  # e.g. an ImageNet class after switching to CIFAR
@@ -266,7 +266,7 @@ def knockout_table(ablation) -> str:
 
 
 def _scope_roots(model, train_folder) -> list[Path]:
-    """Where the Microscope looks (explain.reference): on a public server the Train tab holds a
+    """Where the Microscope looks (explain.microscope.reference): on a public server the Train tab holds a
     dataset name, turned into the operator's folder; a name it does not know adds nothing."""
     rules = settings()
     folder = train_folder

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import gradio as gr
 
-from explain.figures import COLORSCALES, MAP_KINDS
+from explain.render.figures import COLORSCALES, MAP_KINDS
 
 from .shared import HUB, TOP_CLASS, examples, model_choices_update
 

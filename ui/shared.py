@@ -13,16 +13,15 @@ from typing import Any, NamedTuple
 import gradio as gr
 
 from explain import ImageError
-from explain.hub import EVERYONE, ModelHub, UploadPolicy, accuracy_summary
-from googlenet.data import DataError
-from googlenet.jobs import JobBusy, NotOwner, TrainingJob
-from googlenet.train import TrainingError
+from googlenet.datasets.cifar10 import DataError
+from googlenet.training.trainer import TrainingError
 from googlenet.weights import CheckpointError, runs_dir
-
-from .settings import Settings, from_environment
-from .storage import PictureLedger
-from .visitors import Visitor, Visitors, load_secret
-from .zerogpu import gpu
+from server.hub import EVERYONE, ModelHub, UploadPolicy, accuracy_summary
+from server.jobs import JobBusy, NotOwner, TrainingJob
+from server.settings import Settings, from_environment
+from server.storage import PictureLedger
+from server.visitors import Visitor, Visitors, load_secret
+from server.zerogpu import gpu
 
 __all__ = [
     "ASSETS",
@@ -188,7 +187,7 @@ def charge_upload(path: str) -> None:
 
 def reserve_dataset(folder: Path, size: int, owner: str, what: str) -> None:
     """Hold an uploaded training .zip's unpacked bytes against its visitor's quota on a public
-    server, before it is extracted (ImageError when refused; see :mod:`ui.storage`)."""
+    server, before it is extracted (ImageError when refused; see :mod:`server.storage`)."""
     if settings().public:
         _PICTURES.reserve(folder, size, owner, what)
 

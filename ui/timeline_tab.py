@@ -4,7 +4,7 @@ Pick a run of the runs folder (on a public server only the runs this visitor may
 list's rule: their own, the operator's and those without an owner) and the tab shows, per epoch
 checkpoint, the (branch × epoch) heatmap of selectivity / energy share / knock-out importance,
 the three heads over time, each module's knock-out importance over time and the probe image's
-atlas as an animation (:mod:`explain.timeline`, :mod:`explain.timeline_figures`). Measuring is
+atlas as an animation (:mod:`explain.timeline.run_timeline`, :mod:`explain.timeline.timeline_figures`). Measuring is
 incremental: the engines cache every epoch beside the run, so only new epoch files cost a model
 pass.
 
@@ -32,14 +32,19 @@ from typing import Any, NamedTuple
 
 import gradio as gr
 
-from explain.compare_runs import compare_runs
-from explain.hub import EVERYONE
-from explain.timeline import RunTimeline, timeline
-from explain.timeline_figures import atlas_animation, heads_timeline_figure, importance_timeline_figure, specialization_timeline_figure
-from googlenet.data import CIFAR10, DataError, read_cifar10
-from googlenet.owners import read_owner
-from googlenet.timeline import epoch_files, run_data
+from explain.timeline.compare_runs import compare_runs
+from explain.timeline.run_timeline import RunTimeline, timeline
+from explain.timeline.timeline_figures import (
+    atlas_animation,
+    heads_timeline_figure,
+    importance_timeline_figure,
+    specialization_timeline_figure,
+)
+from googlenet.analysis.epoch_measures import epoch_files, run_data
+from googlenet.datasets.cifar10 import CIFAR10, DataError, read_cifar10
 from googlenet.weights import runs_dir
+from server.hub import EVERYONE
+from server.owners import read_owner
 
 from .shared import HUB, JOB, USER_ERRORS, outputs, session_hash, settings, unchanged, visitors
 
@@ -119,7 +124,7 @@ def viewer(request: gr.Request | None = None) -> str | None:
 
 
 def may_see(folder: Path, who: str | None) -> bool:
-    """The model list's rule (:meth:`explain.hub.ModelHub.visible`) for a run folder."""
+    """The model list's rule (:meth:`server.hub.ModelHub.visible`) for a run folder."""
     if not HUB.private_listing or who == EVERYONE:
         return True
     owner = read_owner(folder)

@@ -7,9 +7,9 @@ visitor uploads (checked and extracted by :func:`googlenet.datasets.extract_zip`
 area). A run may start from the ImageNet weights (when they can be had) with part of the trunk
 frozen, or train on shuffled labels (Adebayo et al. 2018's data-randomisation sanity check).
 
-On a shared server the run belongs to the visitor who started it (see ``ui/visitors.py``): only
+On a shared server the run belongs to the visitor who started it (see ``server/visitors.py``): only
 they or an operator can stop it, everyone else watches it read-only with its owner's anonymised
-name and when the trainer frees up; the operator's limits (``ui/settings.py``) bound what a visitor
+name and when the trainer frees up; the operator's limits (``server/settings.py``) bound what a visitor
 may ask for, and a public server offers named datasets instead of a folder path.
 """
 
@@ -24,16 +24,16 @@ from typing import Any, NamedTuple
 import gradio as gr
 
 from explain import HEADS
-from explain.classes_figures import confused_pairs_text, confusion_figure, per_class_figure
-from explain.curves import norms_figure, training_figure
-from googlenet.data import DataError, download_cifar10
+from explain.render.classes_figures import confused_pairs_text, confusion_figure, per_class_figure
+from explain.render.curves import norms_figure, training_figure
 from googlenet.datasets import MAX_BYTES, MAX_FILES, download_cifar100, extract_zip, open_dataset
-from googlenet.finetune import TRUNK
-from googlenet.owners import Owner
-from googlenet.train import FINETUNE, PRESETS, EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, preset_for_device
+from googlenet.datasets.cifar10 import DataError, download_cifar10
+from googlenet.training.finetune import TRUNK
+from googlenet.training.trainer import FINETUNE, PRESETS, EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, preset_for_device
+from server.owners import Owner
+from server.zerogpu import on_zero_gpu
 
 from .shared import HUB, JOB, current_visitor, model_choices_update, outputs, reserve_dataset, settings, unchanged, user_errors, visitors
-from .zerogpu import on_zero_gpu
 
 ENDED = ("finished", "stopped", "diverged", "failed")
 FOLDER, ZIP = "folder", "zip"  # the data sources (values of the Data radio)
@@ -319,7 +319,7 @@ def source_view(source) -> SourceView:
 
 def finetune_form(finetune) -> FineTuneForm:
     """Fine-tuning ImageNet's weights means their network: ImageNet stem, width 1, and a tenth
-    of the from-scratch learning rate (``googlenet.train.FINETUNE``); the freeze list opens."""
+    of the from-scratch learning rate (``googlenet.training.trainer.FINETUNE``); the freeze list opens."""
     if finetune:
         return FineTuneForm(stem="imagenet", width=1.0, lr=FINETUNE["lr"], freeze_until=gr.update(interactive=True))
     return FineTuneForm(stem=gr.skip(), width=gr.skip(), lr=gr.skip(), freeze_until=gr.update(interactive=False, value=NO_FREEZE))
@@ -535,7 +535,7 @@ def identify(token, request: gr.Request = None) -> Identity:
 
 def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.Component]:
     """The Train tab's components and events (call inside ``gr.Tab``); ``token`` is the visitor's
-    signed identity kept in the browser (see ``ui/visitors.py``). Returns the "who am I" line that
+    signed identity kept in the browser (see ``server/visitors.py``). Returns the "who am I" line that
     :func:`identify` fills on page load, and the data field (the Microscope looks there too)."""
     rules = settings()
     gr.Markdown(intro_text())

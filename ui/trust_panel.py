@@ -1,6 +1,6 @@
 """The "Can I trust this map?" panel beside "Which pixels matter?" (issue 17).
 
-It runs :func:`explain.trust.trust_report` for the image, class and method on screen: the
+It runs :func:`explain.trust.report.trust_report` for the image, class and method on screen: the
 model-parameter randomisation test (Adebayo et al. 2018), deletion and insertion curves (RISE),
 optionally ROAD and the independent randomisation, and the branch contributions against real
 knock-outs; then a one-line verdict in plain words, the scores table and the figures. A model
@@ -19,7 +19,8 @@ import pandas as pd
 
 from explain import Method
 from explain.images import load_image
-from explain.trust import (
+from explain.trust.faithfulness import RANDOM_DRAWS, RANDOM_DRAWS_LARGE
+from explain.trust.report import (
     CHANGED_BELOW,
     GRADCAM,
     GRADCAM_LAYER,
@@ -29,8 +30,13 @@ from explain.trust import (
     shuffled_label_runs,
     trust_report,
 )
-from explain.trust_faithfulness import RANDOM_DRAWS, RANDOM_DRAWS_LARGE
-from explain.trust_figures import contributions_figure, data_randomization_figure, faithfulness_figure, randomization_figure, road_figure
+from explain.trust.trust_figures import (
+    contributions_figure,
+    data_randomization_figure,
+    faithfulness_figure,
+    randomization_figure,
+    road_figure,
+)
 from googlenet.weights import runs_dir
 
 from .shared import HUB, chosen_target, gpu, image_input, outputs, user_errors, viewer_key

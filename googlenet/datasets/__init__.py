@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from googlenet.datasets.run_pictures import ReferencePictures, reference_pictures, run_reference_pictures
+
 from ..preprocess import IMAGENET, Preprocess
 from .archive import MAX_BYTES, MAX_FILES, MAX_RATIO, Extracted, datasets_dir, extract_zip
 from .base import DataError, Dataset, Split
 from .cifar import CIFAR100_DIR, cifar10, cifar100, download_cifar100, find_cifar100_dir, from_cifar10, is_cifar10
 from .folder import image_folder, is_image_folder, stratified_split
 from .loading import LOADING, LoadingPlan, StreamBatches, fit_square, load_in_memory, memory_budget, plan_loading, read_split
-from .reference import ReferencePictures, reference_pictures, run_reference_pictures
 
 __all__ = [
     "Dataset",
@@ -88,14 +89,14 @@ def open_dataset(
 
 
 def as_dataset(data) -> Dataset:
-    """A :class:`Dataset` from a Dataset or a :class:`googlenet.data.CIFAR10`."""
+    """A :class:`Dataset` from a Dataset or a :class:`googlenet.datasets.cifar10.CIFAR10`."""
     if isinstance(data, Dataset):
         return data
-    from ..data import CIFAR10
+    from googlenet.datasets.cifar10 import CIFAR10
 
     if isinstance(data, CIFAR10):
         return from_cifar10(data)
-    raise TypeError(f"expected a googlenet.datasets.Dataset or googlenet.data.CIFAR10, got {type(data).__name__}")
+    raise TypeError(f"expected a googlenet.datasets.Dataset or googlenet.datasets.cifar10.CIFAR10, got {type(data).__name__}")
 
 
 def describe_formats() -> str:

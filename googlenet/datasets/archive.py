@@ -27,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pictures import image_suffixes
+from googlenet.datasets.pictures import image_suffixes
+
 from ..weights import runs_dir
 from .base import DataError
 

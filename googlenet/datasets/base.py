@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..data import DataError
+from googlenet.datasets.cifar10 import DataError
+
 from ..preprocess import Preprocess
 
 __all__ = ["Split", "Dataset", "DataError", "SMALL_INPUT"]
@@ -108,7 +109,7 @@ class Dataset:
         resize = input_size if self.whole or input_size <= SMALL_INPUT else round(input_size * 256 / 224)
         return (statistics or self.recipe).with_size(input_size, resize)
 
-    # The fields of googlenet.data.CIFAR10, for code written against it.
+    # The fields of googlenet.datasets.cifar10.CIFAR10, for code written against it.
     @property
     def train_images(self) -> Tensor:
         return self._images(self.train, "train")

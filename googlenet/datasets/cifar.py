@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import CIFAR10, DataError, _download, _read_batch, _unpickle, find_batches_dir, read_cifar10
+from googlenet.datasets.cifar10 import CIFAR10, DataError, _download, _read_batch, _unpickle, find_batches_dir, read_cifar10
+
 from ..preprocess import CIFAR10 as CIFAR10_RECIPE
 from ..preprocess import CIFAR100 as CIFAR100_RECIPE
 from .base import Dataset, Split
@@ -25,7 +26,7 @@ def cifar10(path: str | Path) -> Dataset:
 
 
 def from_cifar10(data: CIFAR10) -> Dataset:
-    """A :class:`googlenet.data.CIFAR10` (e.g. a subset a test cut) as a :class:`Dataset`."""
+    """A :class:`googlenet.datasets.cifar10.CIFAR10` (e.g. a subset a test cut) as a :class:`Dataset`."""
     return Dataset(
         name="CIFAR-10",
         root=Path(data.root),

@@ -9,7 +9,7 @@ Layouts::
 The split made here is deterministic: per class, the files sorted by path are permuted by a
 generator seeded with ``seed`` and the first ``round(n × val_split)`` (at least one when the class
 has two or more pictures) are held out. Only file names are read here; pictures are decoded when
-the dataset is read into memory or streamed, through :func:`googlenet.pictures.read_picture`.
+the dataset is read into memory or streamed, through :func:`googlenet.datasets.pictures.read_picture`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from ..pictures import image_suffixes
+from googlenet.datasets.pictures import image_suffixes
+
 from ..preprocess import IMAGENET, Preprocess
 from .base import SMALL_INPUT, DataError, Dataset, Split
 

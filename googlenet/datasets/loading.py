@@ -2,9 +2,9 @@
 
 A set whose pictures fit the memory budget is decoded once, each picture resized (shorter side)
 and centre-cropped to a square with room for the random crop, and kept as uint8 on the training
-device; :class:`googlenet.data.DeviceBatches` augments it there per batch, as for CIFAR. A larger
+device; :class:`googlenet.datasets.cifar10.DeviceBatches` augments it there per batch, as for CIFAR. A larger
 set streams: :class:`StreamBatches` is a ``DataLoader`` whose workers decode the files
-(``torchvision.io`` through :func:`googlenet.pictures.read_picture`), take a random-resized crop
+(``torchvision.io`` through :func:`googlenet.datasets.pictures.read_picture`), take a random-resized crop
 and flip, and hand pinned uint8 batches to the device, which normalises them. Under ``torchrun``
 a ``DistributedSampler`` gives each rank its own shard of every epoch.
 
@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ..data import _mix
-from ..pictures import ImageError, read_picture
+from googlenet.datasets.cifar10 import _mix
+from googlenet.datasets.pictures import ImageError, read_picture
+
 from ..preprocess import Preprocess
 from .base import DataError, Dataset, Split
 
@@ -270,7 +271,7 @@ class _EpochBatches(Sampler):
 class StreamBatches:
     """Augmented mini-batches decoded from files by ``DataLoader`` workers.
 
-    The same interface as :class:`googlenet.data.DeviceBatches` (``epoch(epoch, start)``,
+    The same interface as :class:`googlenet.datasets.cifar10.DeviceBatches` (``epoch(epoch, start)``,
     ``len``, ``batch_size``, ``labels``): the trainer does not know which one it holds. Each
     sample's crop and flip come from a generator seeded by ``(seed, epoch, index)``, and the
     order from ``DistributedSampler(seed=seed)`` with ``set_epoch``, so a resumed run reads
