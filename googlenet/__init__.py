@@ -1,8 +1,7 @@
 """GoogLeNet (Inception v1): model, weights and checkpoints, CIFAR-10 data, training, summary."""
 
-from googlenet.training.trainer import TrainConfig, Trainer
-
 from .model import BRANCH_NAMES, BRANCHES, INCEPTION_MODULES, GoogLeNet, GoogLeNetConfig, GoogLeNetOutputs
+from .training.trainer import TrainConfig, Trainer
 from .weights import CheckpointError, CheckpointMeta, Loaded, load_model, save_checkpoint
 
 __all__ = [
