@@ -156,7 +156,7 @@ def train_start(
     )  # fmt: skip
     owner = Owner(visitor.key, visitor.name, visitor.operator) if rules.training == "owner" else None
     try:
-        JOB.start(config, owner=owner, max_seconds=wall * 60 if wall else None)
+        fitted = JOB.start(config, owner=owner, max_seconds=wall * 60 if wall else None)
     except DataError as error:  # a fresh clone has no data: say what to press, not a command-line flag
         if source == ZIP:
             raise
@@ -173,8 +173,9 @@ def train_start(
             ", on shuffled labels (sanity check)" if shuffle_labels else "",
         ]
     )
+    fitted = f" Your pictures are few: {fitted[0].upper()}{fitted[1:]}." if fitted else ""
     message = (
-        f"Started: {preset} preset, {int(epochs)} epochs, width {width}{how}, on {HUB.device}. The curves update every second; "
+        f"Started: {preset} preset, {int(epochs)} epochs, width {width}{how}, on {HUB.device}.{fitted} The curves update every second; "
         f"the speed and the time left are measured from the first steps.{whose}{limit}"
     )
     return Started(message=message, token=visitor.token)
