@@ -32,7 +32,19 @@ from googlenet.finetune import TRUNK
 from googlenet.owners import Owner
 from googlenet.train import FINETUNE, PRESETS, EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, preset_for_device
 
-from .shared import HUB, JOB, current_visitor, model_choices_update, outputs, reserve_dataset, settings, unchanged, user_errors, visitors
+from .shared import (
+    HUB,
+    JOB,
+    current_visitor,
+    last_data_folder,
+    model_choices_update,
+    outputs,
+    reserve_dataset,
+    settings,
+    unchanged,
+    user_errors,
+    visitors,
+)
 from .zerogpu import on_zero_gpu
 
 ENDED = ("finished", "stopped", "diverged", "failed")
@@ -564,7 +576,7 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.C
                 )  # checked by the handler, whose message is the same for any unknown name
             else:
                 data = gr.Textbox(
-                    str(rules.data_root), label="Data folder: CIFAR-10, CIFAR-100, an image folder (one subfolder per class) or a .zip",
+                    last_data_folder, label="Data folder: CIFAR-10, CIFAR-100, an image folder (one subfolder per class) or a .zip",
                     elem_id="train-data",
                 )  # fmt: skip
             with gr.Row(visible=False, equal_height=True) as zip_row:
