@@ -19,9 +19,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from googlenet.datasets import Dataset, is_cifar10, open_dataset
+from googlenet.datasets import Dataset, as_dataset, is_cifar10, open_dataset
 from googlenet.datasets.cifar10 import CIFAR10, DataError, read_cifar10
-from googlenet.training.trainer import EndEvent, EpochEvent, Event, StartEvent, StepEvent, TrainConfig, Trainer, TrainingError, read_metrics
+from googlenet.training.trainer import (
+    EndEvent,
+    EpochEvent,
+    Event,
+    StartEvent,
+    StepEvent,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    fit_batch,
+    read_metrics,
+)
 from googlenet.weights import runs_dir
 from server.owners import Owner, read_owner, write_owner
 
@@ -93,8 +104,9 @@ class TrainingJob:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, config: TrainConfig, owner: Owner | None = None, max_seconds: float | None = None) -> None:
+    def start(self, config: TrainConfig, owner: Owner | None = None, max_seconds: float | None = None) -> str:
         """Start ``config`` in the background; raises JobBusy, DataError or ValueError at once.
+        Returns a note on what was fitted to the data (a batch larger than the set), or "".
 
         ``owner``: who may stop it (recorded beside its checkpoints); ``max_seconds``: wall time
         after which the run is stopped with a checkpoint."""
@@ -106,6 +118,9 @@ class TrainingJob:
                     + ("wait for it to finish" if self._owner else "stop it first")
                 )
             data = self._data(config)  # read before starting so a bad folder errors right away
+            _, note = fit_batch(config.batch_size or 1, len(as_dataset(data).train))  # the trainer fits it the same way
+            if len(as_dataset(data).train) < 1:
+                raise DataError("the training split has no pictures: add pictures to each class folder, or lower the validation share")
             trainer = Trainer(config, data=data)
             with self._lock:
                 self._stop = threading.Event()
@@ -118,6 +133,7 @@ class TrainingJob:
                 self._limit_message = f"stopped at its wall-time limit of {max_seconds / 60:g} min" if max_seconds else ""
                 self._thread = threading.Thread(target=self._run, args=(trainer,), name="googlenet-training", daemon=True)
                 self._thread.start()
+        return note
 
     def stop(self, by: str | None = None, override: bool = False) -> bool:
         """Ask the run to stop after its current step (it then saves a checkpoint).

@@ -215,3 +215,57 @@ def test_a_tiny_run_shows_per_class_confusion_and_norms_and_opens_with_its_label
     choices = [value for _, value in shared.HUB.choices()]
     run = next(c for c in choices if status.run in str(c))
     assert tuple(shared.HUB.loaded(run).classes) == tuple(CIFAR10_CLASSES)
+
+
+def thirty_six_pictures(root: Path) -> Path:
+    """A newcomer's own pictures: 3 classes of 12 PNGs each (36 in all), no train/val split."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("apple", "banana", "cherry")):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            picture = rng.integers(0, 80, (40, 40, 3), dtype=np.uint8)
+            picture[..., c] += 150  # each class its own colour, so there is something to learn
+            Image.fromarray(picture).save(root / name / f"{i:02d}.png")
+    return root
+
+
+@pytest.mark.parametrize("source", ["folder", "zip"])
+def test_thirty_six_own_pictures_train_at_the_default_batch_and_say_so(source, rules, tmp_path):
+    """Issue 24.2: the defaults' batch 64 on 36 pictures (30 to train on after the 20 % validation split) is fitted to the set before
+    "Started", said in the message and the run's log, and the run finishes."""
+    rules(public=False, data_root=tmp_path)
+    folder = thirty_six_pictures(tmp_path / "fruit")
+    defaults = train_tab.preset_defaults("fast")
+    assert defaults.batch == 64  # the Train tab's default on a CPU
+    form = ("fast", 1, defaults.batch, defaults.lr, 0.125, defaults.stem, 0.3)
+    if source == "zip":
+        archive = tmp_path / "fruit.zip"
+        with zipfile.ZipFile(archive, "w") as z:
+            for path in sorted(folder.rglob("*.png")):
+                z.write(path, path.relative_to(tmp_path).as_posix())
+        uploaded = train_tab.train_upload_zip(str(archive)).uploaded
+        assert uploaded, "the zip was refused"
+        started = train_tab.train_start(*form, "", 0, None, "zip", uploaded=uploaded)
+    else:
+        started = train_tab.train_start(*form, str(folder), 0, None, "folder")
+    assert started.message.startswith("Started:"), started.message
+    assert "batch size 64 is more than the 30 training pictures: using batches of 30" in started.message.lower()
+    assert shared.JOB.wait(300), "the run did not finish"
+    status = shared.JOB.status()
+    assert status.state == "finished", status.message
+    start = next(e for e in status.events if e.kind == "start")
+    assert start.config["batch_size"] == 30 and "using batches of 30" in start.data
+
+
+def test_a_set_with_no_training_pictures_is_refused_before_started(rules, tmp_path):
+    rules(public=False, data_root=tmp_path)
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    (tmp_path / "empty" / "b").mkdir()
+    try:
+        said = train_tab.train_start(*FORM, str(tmp_path / "empty"), 0, None, "folder").message
+    except gr.Error as refused:
+        said = str(refused)
+    assert not said.startswith("Started") and not shared.JOB.running, said
+    assert "Traceback" not in said and "empty" in said

@@ -33,7 +33,20 @@ from explain.render.panels import atlas_html, attribution_html, channels_html, c
 
 from . import links, trust_panel
 from .caching import cached, examples_cache_folder
-from .shared import HUB, TOP_CLASS, chosen_target, examples, gpu, image_input, open_choices, outputs, settings, unchanged, user_errors
+from .shared import (
+    HUB,
+    TOP_CLASS,
+    chosen_target,
+    examples,
+    gpu,
+    image_input,
+    last_data_folder,
+    open_choices,
+    outputs,
+    settings,
+    unchanged,
+    user_errors,
+)
 
 DEFAULT_BRANCH = "inception4c.branch2"
 ATTRIBUTION_HINT = "Press “Attribute” to see which pixels matter for the class explained above."
@@ -275,6 +288,8 @@ def _scope_roots(model, train_folder) -> list[Path]:
             folder = rules.dataset(train_folder)
         except ValueError:
             folder = None
+    elif not folder:  # an API client that sends no folder: the page's default, the last run's data
+        folder = last_data_folder()
     return candidate_roots(HUB.loaded(model), folder)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -17,7 +18,7 @@ from googlenet.datasets.cifar10 import DataError
 from googlenet.training.trainer import TrainingError
 from googlenet.weights import CheckpointError, runs_dir
 from server.hub import EVERYONE, ModelHub, UploadPolicy, accuracy_summary
-from server.jobs import JobBusy, NotOwner, TrainingJob
+from server.jobs import JobBusy, NotOwner, TrainingJob, latest_run
 from server.settings import Settings, from_environment
 from server.storage import PictureLedger
 from server.visitors import Visitor, Visitors, load_secret
@@ -232,3 +233,20 @@ def examples(kind: str) -> list[str]:
     """The example pictures of ``kind`` (``"photos"`` or ``"cifar"``) shipped in assets/."""
     folder = ASSETS / "examples" / kind
     return sorted(str(p) for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")) if folder.is_dir() else []
+
+
+def last_data_folder() -> str:
+    """The folder the Train tab offers on a page load (a local server only): the data of the newest run
+    whose folder still exists, else the data root. The Microscope reads this field too, so a page
+    opened after a run trained from ``data/cifar10-subset`` finds that run's pictures (issue 24.3)."""
+    rules = settings()
+    if rules.public:
+        return str(rules.data_root)
+    run = latest_run()
+    try:
+        data = json.loads((run / "config.json").read_text()).get("data") if run is not None else None
+    except (OSError, ValueError, AttributeError):
+        data = None
+    if isinstance(data, str) and data and Path(data).expanduser().is_dir():
+        return data
+    return str(rules.data_root)

@@ -33,7 +33,19 @@ from googlenet.training.trainer import FINETUNE, PRESETS, EndEvent, EpochEvent, 
 from server.owners import Owner
 from server.zerogpu import on_zero_gpu
 
-from .shared import HUB, JOB, current_visitor, model_choices_update, outputs, reserve_dataset, settings, unchanged, user_errors, visitors
+from .shared import (
+    HUB,
+    JOB,
+    current_visitor,
+    last_data_folder,
+    model_choices_update,
+    outputs,
+    reserve_dataset,
+    settings,
+    unchanged,
+    user_errors,
+    visitors,
+)
 
 ENDED = ("finished", "stopped", "diverged", "failed")
 FOLDER, ZIP = "folder", "zip"  # the data sources (values of the Data radio)
@@ -156,7 +168,7 @@ def train_start(
     )  # fmt: skip
     owner = Owner(visitor.key, visitor.name, visitor.operator) if rules.training == "owner" else None
     try:
-        JOB.start(config, owner=owner, max_seconds=wall * 60 if wall else None)
+        fitted = JOB.start(config, owner=owner, max_seconds=wall * 60 if wall else None)
     except DataError as error:  # a fresh clone has no data: say what to press, not a command-line flag
         if source == ZIP:
             raise
@@ -173,8 +185,9 @@ def train_start(
             ", on shuffled labels (sanity check)" if shuffle_labels else "",
         ]
     )
+    fitted = f" Your pictures are few: {fitted[0].upper()}{fitted[1:]}." if fitted else ""
     message = (
-        f"Started: {preset} preset, {int(epochs)} epochs, width {width}{how}, on {HUB.device}. The curves update every second; "
+        f"Started: {preset} preset, {int(epochs)} epochs, width {width}{how}, on {HUB.device}.{fitted} The curves update every second; "
         f"the speed and the time left are measured from the first steps.{whose}{limit}"
     )
     return Started(message=message, token=visitor.token)
@@ -563,7 +576,7 @@ def build(model: gr.Dropdown, token: gr.BrowserState) -> tuple[gr.Markdown, gr.C
                 )  # checked by the handler, whose message is the same for any unknown name
             else:
                 data = gr.Textbox(
-                    str(rules.data_root), label="Data folder: CIFAR-10, CIFAR-100, an image folder (one subfolder per class) or a .zip",
+                    last_data_folder, label="Data folder: CIFAR-10, CIFAR-100, an image folder (one subfolder per class) or a .zip",
                     elem_id="train-data",
                 )  # fmt: skip
             with gr.Row(visible=False, equal_height=True) as zip_row:

@@ -37,6 +37,7 @@ from explain.trust.trust_figures import (
     randomization_figure,
     road_figure,
 )
+from explain.trust.verdict import Band, randomization_decision
 from googlenet.weights import runs_dir
 
 from .shared import HUB, chosen_target, gpu, image_input, outputs, user_errors, viewer_key
@@ -127,7 +128,7 @@ def scores_table(records: list[dict]) -> pd.DataFrame:
     """The scores as the table shows them: three decimals, "–" where a baseline does not apply."""
     table = pd.DataFrame.from_records(records)
     for column in table.columns:
-        if column not in ("check", "reading"):
+        if column not in ("check", "reading", "decision"):
             table[column] = table[column].map(lambda v: "–" if v is None or v != v else f"{v:.3f}")
     return table
 
@@ -172,16 +173,17 @@ def shuffled_view(image, model, shuffled, target, method) -> ShuffledView:
             print_exception=False,
         )
     result = compare_models(real, other, load_image(image_input(image)), method, chosen_target(target))
-    verdict = (
-        "the maps differ: this method depends on what the model learned from the labels"
-        if result.spearman_abs < CHANGED_BELOW
-        else "the maps stay alike although one model learned nothing true about the labels: this method shows the image more than the model"
-        if result.spearman_abs >= UNCHANGED_FROM
-        else "the maps are partly alike: part of this method's map comes from the image itself"
-    )
+    band = randomization_decision(result.spearman_abs).band  # the same thresholds as the parameter test
+    verdict = {
+        Band.PASS: "the maps differ: this method depends on what the model learned from the labels",
+        Band.PARTLY: "the maps are partly alike: part of this method's map comes from the image itself",
+        Band.FAIL: "the maps stay alike although one model learned nothing true about the labels: this method shows the image more "
+        "than the model",
+    }[band]
     return ShuffledView(
         _shown(data_randomization_figure(result, dict(method_choices()).get(method, method))),
-        f"Data randomisation (Adebayo et al. 2018): rank correlation {result.spearman_abs:.2f}: {verdict}.",
+        f"Data randomisation (Adebayo et al. 2018): rank correlation {result.spearman_abs:.2f}, {band.value} "
+        f"(pass < {CHANGED_BELOW}, fail ≥ {UNCHANGED_FROM}): {verdict}.",
     )
 
 

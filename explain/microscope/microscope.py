@@ -10,6 +10,7 @@ one, the views say so in :attr:`MicroscopeView.note` (and specialization raises
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -67,7 +68,10 @@ class Microscope:
 
     def specialization(self, progress=None) -> go.Figure:
         """Class selectivity and share of output energy per branch over the reference set."""
-        return specialization_figure(self.index(progress), self.loaded.spec)
+        index = self.index(progress)
+        # the pictures by name, without the folder (a server path means nothing to a visitor)
+        over = re.sub(r" in \S+$", "", self.reference().description)
+        return specialization_figure(index, self.loaded.spec, over)
 
     def index(self, progress=None) -> ExampleIndex:
         with self._lock:

@@ -427,8 +427,9 @@ def ablation_figure(ablation: Ablation) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-def specialization_figure(index: ExampleIndex, spec: NetworkSpec) -> go.Figure:
-    """Per module (columns) and branch (rows): mean class selectivity and share of output energy."""
+def specialization_figure(index: ExampleIndex, spec: NetworkSpec, over: str = "the reference set") -> go.Figure:
+    """Per module (columns) and branch (rows): mean class selectivity and share of output energy;
+    ``over`` names the pictures (the run's own test split, or the CIFAR-10 test batch)."""
     rows = spec.branch_kinds
     names = [[f"{m.name}.{b}" for m in spec.modules] for b in rows]
     selectivity = [[float(index.selectivity(n).mean()) if n in index.slices else None for n in row] for row in names]
@@ -448,7 +449,7 @@ def specialization_figure(index: ExampleIndex, spec: NetworkSpec) -> go.Figure:
             dict(text="<b>class selectivity</b> (mean)", x=0.25, y=1.02, xref="paper", yref="paper", yanchor="bottom", showarrow=False),
             dict(text="<b>share of output energy</b> Σ A²", x=0.78, y=1.02, xref="paper", yref="paper", yanchor="bottom", showarrow=False),
         ],
-        title=dict(text=f"Branch specialization over the reference set (classes from {index.labels_from})", x=0.5, y=0.98, font=dict(size=13)),
+        title=dict(text=f"Branch specialization over {over} (classes from {index.labels_from})", x=0.5, y=0.98, font=dict(size=13)),
         height=300, margin=dict(l=70, r=30, t=70, b=30), paper_bgcolor="white",
     )  # fmt: skip
     return go.Figure(data=data, layout=layout)

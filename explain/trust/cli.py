@@ -143,7 +143,12 @@ def _table(name: str, report: TrustReport) -> str:
     lines.append(f"  {'check':<44} {'this map':>9} {'pixels':>9} {'regions':>9} {'centre':>9}  reading")
     for row in report.records():
         values = [row["this map"], *(row[BASELINE_NAMES[b]] for b in BASELINES)]
-        lines.append(f"  {row['check']:<44} " + " ".join(f"{_fmt(v):>9}" for v in values) + f"  {row['reading']}")
+        lines.append(
+            f"  {row['check']:<44} "
+            + " ".join(f"{_fmt(v):>9}" for v in values)
+            + f"  {row['reading']}"
+            + (f"  → {row['decision']}" if row.get("decision") else "")
+        )
     lines.append(f"  verdict: {report.verdict.line}")
     return "\n".join(lines)
 

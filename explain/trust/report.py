@@ -66,6 +66,17 @@ from explain.trust.faithfulness import (
 )
 from explain.trust.faithfulness import faithfulness as faithfulness_check  # trust_report has a flag of that name
 from explain.trust.metrics import spearman, ssim, unit_range
+from explain.trust.verdict import (
+    CENTRE_BIASED,
+    CHANGED_BELOW,
+    FAITHFULNESS,
+    RANDOMIZATION,
+    UNCHANGED_FROM,
+    Band,
+    Verdict,
+    faithfulness_decision,
+    randomization_decision,
+)
 from googlenet.model import BRANCHES, INCEPTION_MODULES, BasicConv2d, GoogLeNet, fold_batchnorm
 from googlenet.weights import CheckpointError, Loaded, find_checkpoints, read_meta
 
@@ -105,12 +116,6 @@ METHODS: tuple[str, ...] = (*(m.value for m in Method), GRADCAM)
 # with it the published ordering does not show on the bundled model (mean ρ of |map| after the
 # full cascade 0.23 against saliency's 0.24 over 20 CIFAR test images; 0.49 at inception5b).
 GRADCAM_LAYER = "inception5b"
-CHANGED_BELOW = 0.3
-UNCHANGED_FROM = 0.6
-# A map whose |values| rank like a centred blob (ρ ≥ 0.6) stays similar under any change that keeps
-# a centre bias: the bundled model's Grad-CAM at inception5b (8×8 at 32 px) has ρ 0.80 with the
-# blob and its fully randomised map 0.70, so their ρ of 0.60 says little about the weights.
-CENTRE_BIASED = 0.6
 GUIDED_GRADCAM_CAUTION = (
     "Caution: Guided Grad-CAM barely changes when the model's weights are randomised "
     "(Adebayo et al. 2018): it shows the image's edges more than what the model learned."
@@ -188,14 +193,6 @@ class ContributionCheck:
     base_logit: float
 
 
-@dataclass(frozen=True)
-class Verdict:
-    randomization: str  # "passes" | "partly" | "fails" | "not run"
-    faithfulness: str  # "passes" | "partly" | "fails" | "not run"
-    line: str  # one plain-words sentence for learners
-    details: tuple[str, ...]
-
-
 @dataclass(frozen=True, eq=False)
 class TrustReport:
     """Everything the checks found for one (model, image, target, method)."""
@@ -249,7 +246,12 @@ class TrustReport:
         if self.contributions is not None:
             out["contributions_vs_knockout_spearman"] = _finite(self.contributions.spearman)
             out["modules_contributions_vs_knockout_spearman"] = _finite(self.contributions.module_spearman)
-        out["verdict"] = {"randomization": self.verdict.randomization, "faithfulness": self.verdict.faithfulness, "line": self.verdict.line}
+        out["verdict"] = {
+            "randomization": self.verdict.state(RANDOMIZATION),
+            "faithfulness": self.verdict.state(FAITHFULNESS),
+            "faithfulness_baseline": self.verdict.faithfulness.baseline if self.verdict.faithfulness else None,
+            "line": self.verdict.line,
+        }
         out["seconds"] = round(self.seconds, 3)
         out["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
         out["settings"] = self.settings
@@ -261,7 +263,8 @@ class TrustReport:
         r = self.randomization
         if r is not None and r.cascading:
             last = r.cascading[-1]
-            rows.append(_row("Randomisation, cascading to conv1: ρ(|map|)", last.spearman_abs, None, f"< {CHANGED_BELOW} passes"))
+            decided = self.verdict.randomization.table_cell if self.verdict.randomization else ""
+            rows.append(_row("Randomisation, cascading to conv1: ρ(|map|)", last.spearman_abs, None, f"< {CHANGED_BELOW} passes", decided))
             rows.append(_row("Randomisation, cascading to conv1: SSIM", last.ssim, None, "lower: changed more"))
         if r is not None and r.independent:
             top = r.independent[0]
@@ -273,7 +276,8 @@ class TrustReport:
                 ("Deletion AUC", f.deletion, f"lower is better; {against}"),
                 ("Insertion AUC", f.insertion, f"higher is better; {against}"),
             ):
-                rows.append(_row(name, curves["map"].auc, {b: curves[b].auc for b in BASELINES}, note))
+                decided = self.verdict.faithfulness.table_cell if self.verdict.faithfulness else ""
+                rows.append(_row(name, curves["map"].auc, {b: curves[b].auc for b in BASELINES}, note, decided))
             if f.road is not None:
                 road = f.road
                 rows.append(_row("ROAD MoRF (mean)", road["map"].morf_mean, {b: road[b].morf_mean for b in BASELINES}, "lower is better"))
@@ -302,10 +306,10 @@ def _finite(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 5)
 
 
-def _row(check: str, value: float, baselines: dict[str, float] | None, note: str) -> dict[str, Any]:
+def _row(check: str, value: float, baselines: dict[str, float] | None, note: str, decision: str = "") -> dict[str, Any]:
     row = {"check": check, "this map": _finite(value)}
     row |= {BASELINE_NAMES[b]: _finite(baselines[b]) if baselines else None for b in BASELINES}
-    return row | {"reading": note}
+    return row | {"reading": note, "decision": decision}
 
 
 # -- maps ------------------------------------------------------------------------------------
@@ -734,66 +738,35 @@ def _contribution_check(model, explorer: Explorer, x: Tensor, target: int, contr
 
 
 def _verdict(method: str, randomization: Randomization | None, faith: Faithfulness | None) -> Verdict:
+    """One decision per check (explain.trust.verdict), from the numbers the table shows."""
     details = []
-    rand_state, faith_state = "not run", "not run"
-    rand_line = faith_line = ""
+    rand = faithful = None
     if randomization is not None and randomization.cascading:
         rho = randomization.cascading[-1].spearman_abs
-        if not math.isfinite(rho) or rho < CHANGED_BELOW:
-            rand_state = "passes"
-            rand_line = "this map changed completely when the model's weights were randomised: it depends on what the model learned"
-        elif rho < UNCHANGED_FROM:
-            rand_state = "partly"
-            rand_line = "this map changed only partly when the model's weights were randomised: some of it comes from the image itself, not from what the model learned"
-        else:
-            rand_state = "fails"
-            rand_line = (
-                "this map barely changed when the model's weights were randomised: it reflects the image's edges more than the model"
-            )
+        rand = randomization_decision(rho)
         details.append(
-            f"Full cascading randomisation: rank correlation with the original map {rho:.2f} "
+            f"Full cascading randomisation: rank correlation with the original map {rho:.2f}: {rand.band.value} "
             f"(passes below {CHANGED_BELOW}, fails from {UNCHANGED_FROM}; Adebayo et al. 2018)."
         )
         centre = randomization.centre_similarity
-        if rand_state != "passes" and math.isfinite(centre) and centre >= CENTRE_BIASED:
-            rand_line = (
-                f"this map stayed similar when the model's weights were randomised, but it is mostly a blob in the middle of the "
-                f"picture (rank correlation {centre:.2f} with a plain centre blob), so this test cannot tell much about it"
-            )
+        if rand.band is not Band.PASS and math.isfinite(centre) and centre >= CENTRE_BIASED:
             details.append(
-                f"The map ranks like a centred blob (ρ = {centre:.2f} ≥ {CENTRE_BIASED}): the randomisation test has little power here."
+                f"The map ranks like a plain centre blob (ρ = {centre:.2f} ≥ {CENTRE_BIASED}): any map with a centre bias stays "
+                "alike under randomisation, so this test says little about it."
             )
     if faith is not None:
-        d = faith.deletion
+        d, i = faith.deletion, faith.insertion
         own = faith.random_baseline
-        other = "random_regions" if own == "random" else "random"
-        mine, theirs, others = d["map"].auc, d[own].auc, d[other].auc
-        grid = "×".join(map(str, faith.grid))
-        words = {"random": "random pixels", "random_regions": f"random regions on the {grid} grid"}
-        if mine < theirs:
-            faith_state = "passes"
-            faith_line = f"deleting the pixels it marks lowers the score faster than deleting {words[own]}"
-            if mine >= others and other == "random":
-                faith_line += " (scattered random pixels, which wreck a small picture whatever they hit, are faster still)"
-        elif mine < others:
-            faith_state = "partly"
-            faith_line = (
-                f"deleting the pixels it marks lowers the score faster than deleting {words[other]}, but not than deleting {words[own]}"
-            )
-        else:
-            faith_state = "fails"
-            faith_line = f"deleting the pixels it marks lowers the score no faster than deleting {words[own]}"
+        faithful = faithfulness_decision(own, d["map"].auc, d[own].auc, i["map"].auc, i[own].auc, tuple(faith.grid))
+        regions = replace(faithful, baseline="random_regions").baseline_words
         details.append(
-            f"Deletion AUC {mine:.3f} against {d['random'].auc:.3f} for random pixels and {d['random_regions'].auc:.3f} for "
-            f"{words['random_regions']} (lower is better; Petsiuk et al. 2018); a map is held against the random map of its own "
-            f"resolution, here {words[own]}."
+            f"Deletion AUC {d['map'].auc:.3f} (lower is better) and insertion AUC {i['map'].auc:.3f} (higher is better) against "
+            f"{d[own].auc:.3f} and {i[own].auc:.3f} for {faithful.baseline_words}: {faithful.band.value} (Petsiuk et al. 2018); "
+            f"a map is held against the random map of its own resolution, here {BASELINE_NAMES[own]}. For reference, "
+            f"random pixels: {d['random'].auc:.3f} / {i['random'].auc:.3f}; {regions}: {d['random_regions'].auc:.3f} / "
+            f"{i['random_regions'].auc:.3f}."
         )
-    if rand_line and faith_line:
-        joiner = "; and " if (rand_state == "passes") == (faith_state == "passes") else "; but "
-        line = rand_line + joiner + faith_line + "."
-    else:
-        line = (rand_line or faith_line or "no check was run") + "."
-    return Verdict(rand_state, faith_state, line[0].upper() + line[1:], tuple(details))
+    return Verdict(rand, faithful, tuple(details))
 
 
 # -- data randomisation ----------------------------------------------------------------------
