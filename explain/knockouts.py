@@ -30,7 +30,7 @@ from googlenet.model import MAIN_PATH
 
 from .explorer import Exploration, Explorer
 
-__all__ = ["MeasuredKnockouts", "measure_knockouts", "corner_values", "CORNER_MODES"]
+__all__ = ["MeasuredKnockouts", "measure_knockouts", "cached_knockouts", "corner_values", "points", "agreement_text", "CORNER_MODES"]
 
 # What the atlas corners and the contribution table can show (the words on screen).
 CORNER_MODES = {
@@ -204,3 +204,27 @@ def corner_values(exploration: Exploration, mode: str, measured: MeasuredKnockou
     if measured is None or measured.key != exploration.key:
         return None
     return {b: measured.probability_change[b] for b in exploration.spec.branch_names}
+
+
+def points(change: float) -> str:
+    """A change of probability in percentage points as a corner prints it: ``-12pt``, ``+0.4pt``,
+    ``0pt`` (below 0.05 points)."""
+    value = change * 100
+    if abs(value) < 0.05:
+        return "0pt"
+    return f"{value:+.0f}pt" if abs(value) >= 9.95 else f"{value:+.1f}pt"
+
+
+def agreement_text(measured: MeasuredKnockouts) -> str:
+    """One line under the atlas: how well the first-order estimate ranks the measured effects."""
+
+    def rho(value: float) -> str:
+        return "undefined (one side constant)" if not np.isfinite(value) else f"{value:+.2f}"
+
+    return (
+        f"Agreement of the first-order estimate (−Σ ∂y/∂A ⊙ A) with the measured knock-outs on this image, "
+        f"Spearman ρ of the logit changes: {rho(measured.rho_branches)} over the {len(measured.branches)} branches, "
+        f"{rho(measured.rho_modules)} over the {len(measured.modules)} modules "
+        f"(p(“{measured.target_name}”) = {measured.baseline_probability:.1%} before; "
+        f"{len(measured.branches) + len(measured.modules)} knock-outs measured in {measured.seconds:.2f} s)."
+    )

@@ -85,3 +85,50 @@ def test_estimate_and_rho(photo):
     assert corner_values(exploration, "measured", None) is None
     with pytest.raises(ValueError, match="corner mode"):
         corner_values(exploration, "guess", measured)
+
+
+def test_atlas_and_table_print_the_measured_changes(photo):
+    import re
+
+    from explain.knockout_panels import knockout_table_html
+    from explain.knockouts import points
+    from explain.panels import atlas_html
+
+    explorer = Explorer(load_model("bundled", "cpu"))  # a trained model: corners far from 0
+    exploration = explorer.explore("assets/examples/cifar/cat-1.png")
+    measured = measure_knockouts(explorer, exploration)
+    page = atlas_html(exploration, measured=measured, agreement="ρ line")
+    corners = dict(re.findall(r'data-branch="([^"]+)".*?<span class="gx-tag">([^<]+)</span>', page, re.S))
+    assert corners == {b: points(measured.probability_change[b]) for b in exploration.spec.branch_names}
+    assert sum(text != "0pt" for text in corners.values()) >= 18
+    assert 'data-corners="measured"' in page and "measured change of p" in page and "ρ line" in page
+    estimate = atlas_html(exploration)
+    assert 'data-corners="estimate"' in estimate and "first-order estimate" in estimate
+    table = knockout_table_html(exploration, measured)
+    assert all(f'data-name="{n}">{points(measured.probability_change[n])}<' in table for n in measured.modules)
+    other = explorer.explore(photo)
+    with pytest.raises(ValueError, match="another image"):
+        atlas_html(other, measured=measured)
+    assert points(0.0004) == "0pt" and points(-0.123) == "-12pt" and points(0.012) == "+1.2pt"
+
+
+def test_the_ui_redraws_once_and_the_api_returns_the_same_numbers():
+    from ui import knockout_corners
+    from ui.shared import HUB, TOP_CLASS
+
+    picture = "assets/examples/cifar/cat-1.png"
+    view = knockout_corners.measured_view(None, picture, "bundled", TOP_CLASS, "cam", "Inferno", 0.6, None, "measured", None, None)
+    assert 'data-corners="measured"' in view.atlas and "Spearman ρ" in view.atlas
+    again = knockout_corners.measured_view(
+        None, picture, "bundled", TOP_CLASS, "cam", "Inferno", 0.6, None, "measured", view.atlas, view.contributions
+    )
+    assert not isinstance(again.atlas, str) and not isinstance(again.contributions, str)  # already drawn: skipped, no loop
+    estimate = knockout_corners.measured_view(
+        None, picture, "bundled", TOP_CLASS, "cam", "Inferno", 0.6, None, "estimate", view.atlas, view.contributions
+    )
+    assert 'data-corners="estimate"' in estimate.atlas and "Spearman ρ" in estimate.atlas
+    api = knockout_corners.knockout_effects(picture, "bundled", TOP_CLASS)
+    explorer = HUB.explorer("bundled")
+    ablation = explorer.ablate(picture, [row["name"] for row in api["branches"]])
+    for row, knockout in zip(api["branches"], ablation.knockouts):
+        assert abs(row["probability_change"] - knockout.delta["main"]) <= 1e-5
