@@ -20,6 +20,7 @@ from torch import Tensor
 from googlenet.spec import NetworkSpec
 
 from .attributions import Attribution
+from .cams import branch_cams, positive
 from .colormaps import COLORSCALES, DEFAULT_SIGNED, plotly_scale, signed_scale
 from .examples import ExampleIndex
 from .explorer import HEADS, Ablation, Exploration
@@ -44,7 +45,11 @@ MAP_KINDS = {
     "cam": "Grad-CAM (positive evidence)",
     "signed": "Grad-CAM signed (for and against, in a diverging colour map: RdBu unless you pick another diverging one)",
     "activation": "mean activation",
-}
+    "gradcam++": "Grad-CAM++ (positive)",
+    "xgradcam": "XGrad-CAM (positive)",
+    "layercam": "LayerCAM (positive)",
+    "hirescam": "HiResCAM (positive)",
+}  # the last four: explain.cams, from the same pass
 _DIVERGING = plotly_scale(DEFAULT_SIGNED)  # red for, blue against
 
 
@@ -69,6 +74,8 @@ def branch_map(exploration: Exploration, branch: str, kind: str) -> Tensor:
         return exploration.cams_signed[branch]
     if kind == "activation":
         return exploration.activations[branch].mean(0)
+    if kind in MAP_KINDS:
+        return positive(branch_cams(exploration, kind)[branch])
     raise ValueError(f"unknown map kind {kind!r}; expected one of {sorted(MAP_KINDS)}")
 
 
