@@ -77,6 +77,8 @@ class Exploration:
         shares: branch → its contribution divided by the sum of |contributions| of its module's
             four branches, in [-1, 1].
         kernels: branch → what it computes, e.g. ``"1×1→3×3"``.
+        gradients: module → C×H×W ``∂y_c/∂A`` of its output (the other CAMs of
+            :mod:`explain.cams` are drawn from these and the activations, with no new pass).
     """
 
     key: tuple
@@ -95,6 +97,7 @@ class Exploration:
     shares: dict[str, float]
     kernels: dict[str, str]
     notes: tuple[str, ...] = ()
+    gradients: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def branches(self) -> tuple[str, ...]:
@@ -241,6 +244,7 @@ class Explorer:
                 model.train()
 
         activations: dict[str, Tensor] = {}
+        gradients: dict[str, Tensor] = {}
         cams: dict[str, Tensor] = {}
         cams_signed: dict[str, Tensor] = {}
         contributions: dict[str, float] = {}
@@ -250,6 +254,7 @@ class Explorer:
                 act = act.detach()[0].float().cpu()  # C×H×W (channels_last memory is fine for views)
                 grad = grad[0].float().cpu()
                 activations[name] = act
+                gradients[name] = grad
                 channels, height, width = act.shape
                 # One matmul per module: row b of membership·α holds α_k for branch b's channels.
                 membership = self._membership[name]
@@ -286,6 +291,7 @@ class Explorer:
             shares=shares,
             kernels=self.kernels,
             notes=self.loaded.notes,
+            gradients=gradients,
         )
 
     @torch.inference_mode()

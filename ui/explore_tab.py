@@ -31,7 +31,7 @@ from explain.render.colormaps import COLORSCALES, DEFAULT_SIGNED, DIVERGING
 from explain.render.figures import MAP_KINDS, ablation_figure
 from explain.render.panels import atlas_html, attribution_html, channels_html, contributions_html, heads_html, note_html
 
-from . import links, trust_panel
+from . import knockout_corners, links, trust_panel
 from .caching import cached, examples_cache_folder
 from .shared import (
     HUB,
@@ -406,6 +406,7 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
             with gr.Accordion("View", open=True):
                 info = "; ".join(f"{k}: {v}" for k, v in MAP_KINDS.items())
                 kind = gr.Radio(list(MAP_KINDS), value="cam", label="Atlas shows", info=info)
+                corner_mode = knockout_corners.corner_control()
                 colorscale = gr.Dropdown(
                     list(COLORSCALES), value="Inferno", label="Colour map",
                     info="RdBu, PuOr, PiYG and BrBG are diverging; a signed map uses RdBu unless one of them is chosen",
@@ -506,6 +507,7 @@ def build(model: gr.Dropdown, default: str) -> ExploreTab:
     redraw = dict(api_visibility="private", preprocess=False, show_progress="hidden", queue=False)
     kind.input(redraw_atlas, [*seen, kind, colorscale, opacity, branch], outputs(AtlasView, components), **redraw)
     branch.input(None, branch, None, js=JS_OUTLINE)
+    knockout_corners.wire(atlas, contributions, corner_mode, seen, [kind, colorscale, opacity, branch])
     branch.input(open_branch, [*seen, colorscale, branch], outputs(BranchView, components), **redraw)
     attribute_button.click(
         attribute_view, [image, model, target, method, noise, colorscale, opacity], attribution,

@@ -21,12 +21,14 @@ from explain import Method
 from explain.images import load_image
 from explain.trust.faithfulness import RANDOM_DRAWS, RANDOM_DRAWS_LARGE
 from explain.trust.report import (
+    CAM_VARIANTS,
     CHANGED_BELOW,
     GRADCAM,
     GRADCAM_LAYER,
     GUIDED_GRADCAM_CAUTION,
     UNCHANGED_FROM,
     compare_models,
+    method_label,
     shuffled_label_runs,
     trust_report,
 )
@@ -64,7 +66,8 @@ EXPLAINED = (
 def method_choices() -> list[tuple[str, str]]:
     """(shown, value) pairs: the attribution methods and Grad-CAM; Guided Grad-CAM carries its caution."""
     shown = [(f"{m.label} — caution: edges more than the model" if m is Method.GUIDED_GRADCAM else m.label, m.value) for m in Method]
-    return [*shown, (GRADCAM_LABEL, GRADCAM)]
+    cams = [(f"{method_label(m)} ({GRADCAM_LAYER}, upsampled)", m) for m in CAM_VARIANTS]  # explain.cams
+    return [*shown, (GRADCAM_LABEL, GRADCAM), *cams]
 
 
 class TrustView(NamedTuple):

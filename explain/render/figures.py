@@ -18,6 +18,7 @@ from PIL import Image
 from torch import Tensor
 
 from explain.attributions import Attribution
+from explain.cams import branch_cams, positive
 from explain.explorer import HEADS, Ablation, Exploration
 from explain.microscope.examples import ExampleIndex
 from explain.render.colormaps import COLORSCALES, DEFAULT_SIGNED, plotly_scale, signed_scale
@@ -43,7 +44,11 @@ MAP_KINDS = {
     "cam": "Grad-CAM (positive evidence)",
     "signed": "Grad-CAM signed (for and against, in a diverging colour map: RdBu unless you pick another diverging one)",
     "activation": "mean activation",
-}
+    "gradcam++": "Grad-CAM++ (positive)",
+    "xgradcam": "XGrad-CAM (positive)",
+    "layercam": "LayerCAM (positive)",
+    "hirescam": "HiResCAM (positive)",
+}  # the last four: explain.cams, from the same pass
 _DIVERGING = plotly_scale(DEFAULT_SIGNED)  # red for, blue against
 
 
@@ -68,6 +73,8 @@ def branch_map(exploration: Exploration, branch: str, kind: str) -> Tensor:
         return exploration.cams_signed[branch]
     if kind == "activation":
         return exploration.activations[branch].mean(0)
+    if kind in MAP_KINDS:
+        return positive(branch_cams(exploration, kind)[branch])
     raise ValueError(f"unknown map kind {kind!r}; expected one of {sorted(MAP_KINDS)}")
 
 

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from explain.attributions import Attribution
 from explain.explorer import HEADS, Exploration, Prediction
+from explain.knockouts import MeasuredKnockouts, points
 from explain.render.colormaps import COLORSCALES, sample, signed_scale
 from explain.render.figures import HEAD_TITLES, MAP_KINDS, branch_map, map_range, top_channels
 
@@ -187,6 +188,8 @@ def atlas_html(
     highlight: str | None = None,
     title: str | None = None,
     standalone: bool = False,
+    measured: MeasuredKnockouts | None = None,
+    agreement: str | None = None,
 ) -> str:
     """The branch atlas: modules left to right, branches top to bottom, one map per branch over the
     picture; each corner shows the branch's share of its module's evidence for the target.
@@ -201,11 +204,17 @@ def atlas_html(
             scales each cell to its own peak, which shows where each branch looks but not how
             strongly (the tooltip gives the peak).
         highlight: a branch to outline (the one open in the drill-down).
+        measured: knock-outs measured for this exploration (:mod:`explain.knockouts`): the corners
+            then show the measured change of p(class) when the branch is zeroed; without them,
+            the first-order estimate (share of the module's evidence), and the title says which.
+        agreement: a line printed under the maps (e.g. :func:`explain.knockouts.agreement_text`).
     """
     if kind not in MAP_KINDS:
         raise ValueError(f"unknown map kind {kind!r}; expected one of {sorted(MAP_KINDS)}")
     spec = exploration.spec
     signed = kind == "signed"
+    if measured is not None and measured.key != exploration.key:
+        raise ValueError("these knock-outs were measured for another image, model or class")
     cells = []
     for row in spec.branch_kinds:
         kernels = " | ".join(dict.fromkeys(b.kernel for m in spec.modules for b in m.branches if b.branch == row))
@@ -219,24 +228,35 @@ def atlas_html(
             gray, peak = _normalised(branch_map(exploration, name, kind), kind, value_range)
             share = exploration.shares[name]
             scale_note = f"relative; peak {peak:.3g}" if value_range is None else "shared scale"
-            tip = f"{name} ({exploration.kernels[name]})\nshare of the module's evidence {share:+.0%}\n{scale_note}"
+            tip = f"{name} ({exploration.kernels[name]})\nfirst-order estimate: share of the module's evidence {share:+.0%}\n{scale_note}"
+            corner = _percent(share)
+            if measured is not None:
+                change = measured.probability_change[name]
+                corner = points(change)
+                tip += f"\nmeasured knock-out: p {change * 100:+.2f} points, logit {measured.logit_change[name]:+.3g}"
             cls = "gx-cell gx-open" if name == highlight else "gx-cell"
             cells.append(
                 f'<div class="{cls}" data-branch="{name}" title="{html.escape(tip)}"><img class="gx-map" alt="" src="{_png(gray)}">'
-                f'<span class="gx-tag">{_percent(share)}</span></div>'
+                f'<span class="gx-tag">{corner}</span></div>'
             )
     header = "<div></div>" + "".join(f'<div class="gx-col">{m.short}</div>' for m in spec.modules)
     target = html.escape(exploration.target_name)
     heading = html.escape(title) if title else f"{MAP_KINDS[kind]} for “{target}”"
+    if measured is None:
+        corner_words = "share of the module's evidence, a first-order estimate Σ ∂y/∂A ⊙ A"
+    else:
+        corner_words = f"measured change of p(“{exploration.target_name}”) in points when the branch is zeroed"
+    footer = f'<div class="gx-caption gx-agreement">{html.escape(agreement)}</div>' if agreement else ""
     small = exploration.image.shape[0] <= 64
     classes = "gx-panel gx-atlas" + (" gx-signed" if signed else "") + (" gx-pixelated" if small else "")
     low, high = ("0", "peak of each cell") if value_range is None else (f"{value_range[0]:.3g}", f"{value_range[1]:.3g}")
     body = (
         f'<div class="{classes}" data-sig="{_signature(exploration.key, kind, value_range, title)}" data-kind="{kind}" '
+        f'data-corners="{"measured" if measured is not None else "estimate"}" data-agreement="{int(bool(agreement))}" '
         f'style="{_view_style(colorscale, opacity)}--gx-photo:url({_photo(exploration.image)})">'
-        f'<div class="gx-title">{heading} <span style="font-weight:400">(modules left to right; corner: share of the module\'s evidence)</span></div>'
+        f'<div class="gx-title">{heading} <span style="font-weight:400">(modules left to right; corner: {html.escape(corner_words)})</span></div>'
         f'<div class="gx-grid" style="grid-template-columns:5.6em repeat({len(spec.modules)},minmax(0,1fr))">{header}{"".join(cells)}</div>'
-        f"{_legend(signed, low, high)}</div>"
+        f"{_legend(signed, low, high)}{footer}</div>"
     )
     return _standalone(body) if standalone else body
 

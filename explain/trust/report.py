@@ -51,6 +51,7 @@ from captum.attr import GuidedGradCam, IntegratedGradients, LayerGradCam, Occlus
 from torch import Tensor, nn
 
 from explain.attributions import DEFAULTS, Method
+from explain.cams import CamMethod, layer_cams
 from explain.explorer import Explorer, as_loaded
 from explain.trust.faithfulness import (
     BASELINE_NAMES,
@@ -83,6 +84,7 @@ from googlenet.weights import CheckpointError, Loaded, find_checkpoints, read_me
 __all__ = [
     "METHODS",
     "GRADCAM",
+    "CAM_VARIANTS",
     "CHANGED_BELOW",
     "UNCHANGED_FROM",
     "CENTRE_BIASED",
@@ -110,7 +112,9 @@ __all__ = [
 ]
 
 GRADCAM = "gradcam"  # Grad-CAM of one module or branch, upsampled to the input (not a captum input method)
-METHODS: tuple[str, ...] = (*(m.value for m in Method), GRADCAM)
+# Grad-CAM++, XGrad-CAM, LayerCAM, HiResCAM (explain.cams): checked at GRADCAM_LAYER like Grad-CAM.
+CAM_VARIANTS: tuple[str, ...] = tuple(m.value for m in CamMethod if m is not CamMethod.GRADCAM)
+METHODS: tuple[str, ...] = (*(m.value for m in Method), GRADCAM, *CAM_VARIANTS)
 # Grad-CAM and Guided Grad-CAM are taken at the last block, as in the Grad-CAM paper and in
 # Adebayo et al.'s code (Inception v3's Mixed_7c). The app's Guided Grad-CAM uses inception4e;
 # with it the published ordering does not show on the bundled model (mean ρ of |map| after the
@@ -133,11 +137,13 @@ def random_baseline(method: str) -> str:
     (``random_regions``). Occlusion's map is as coarse (one value per window position: 15×15 at
     32 px) and is held against random values on its window grid; the per-pixel methods (IG,
     saliency, Guided Grad-CAM) against per-pixel random maps."""
-    return "random_regions" if method in (GRADCAM, Method.OCCLUSION.value) else "random"
+    return "random_regions" if method in (GRADCAM, *CAM_VARIANTS, Method.OCCLUSION.value) else "random"
 
 
 def method_label(method: str) -> str:
-    return "Grad-CAM" if method == GRADCAM else Method(method).label
+    if method == GRADCAM or method in CAM_VARIANTS:
+        return CamMethod(method).label
+    return Method(method).label
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -331,7 +337,10 @@ class _Explainer:
                 if isinstance(m, nn.ReLU):
                     m.inplace = False
         layer = settings.get("layer")
-        if method == GRADCAM:
+        self.model = model
+        if method in CAM_VARIANTS:
+            self.algorithm = None  # explain.cams.layer_cams: one forward and backward at the layer
+        elif method == GRADCAM:
             self.algorithm = LayerGradCam(model, model.get_submodule(layer))
         elif method == Method.GUIDED_GRADCAM:
             self.algorithm = GuidedGradCam(model, model.get_submodule(layer))
@@ -346,7 +355,10 @@ class _Explainer:
         s = self.settings
         self.last_target = target
         with torch.enable_grad():
-            if self.method == GRADCAM:
+            if self.method in CAM_VARIANTS:
+                cam = layer_cams(self.model, s["layer"], x, target, self.method).unsqueeze(0)
+                out = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            elif self.method == GRADCAM:
                 cam = self.algorithm.attribute(x, target=target, relu_attributions=False)
                 out = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
             elif self.method == Method.INTEGRATED_GRADIENTS:
@@ -624,12 +636,13 @@ def _settings(method: str, options: dict[str, Any], size: int) -> dict[str, Any]
     if unknown:
         raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(known)}")
     s = {k: DEFAULTS[k] for k in known} | {k: v for k, v in options.items() if v is not None}
-    if method in (GRADCAM, Method.GUIDED_GRADCAM.value) and options.get("layer") is None:
+    if method in (GRADCAM, *CAM_VARIANTS, Method.GUIDED_GRADCAM.value) and options.get("layer") is None:
         s["layer"] = GRADCAM_LAYER
     s["window"] = s["window"] or max(2, size // 7)  # the app's occlusion defaults (attributions.attribute)
     s["stride"] = s["stride"] or max(1, s["window"] // 2)
     used = {
         GRADCAM: ("layer",),
+        **dict.fromkeys(CAM_VARIANTS, ("layer",)),
         Method.GUIDED_GRADCAM.value: ("layer",),
         Method.INTEGRATED_GRADIENTS.value: ("n_steps", "internal_batch_size"),
         Method.SALIENCY.value: (),
