@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fp32", action="store_true", help="keep float32 instead of float16")
     p.add_argument("--torchvision", metavar="OUT.pth", help="write a plain state dict for torchvision.models.googlenet instead")
 
-    p = commands.add_parser("import", help="a torchvision-layout GoogLeNet (.pth/.pt/.bin state dict or bare safetensors) as a checkpoint")
+    p = commands.add_parser(
+        "import",
+        help="a torchvision-layout GoogLeNet or lucent's InceptionV1 (.pth/.pt/.bin state dict or bare safetensors) as a checkpoint",
+    )
     p.add_argument("file")
     p.add_argument("--out", required=True, help="the checkpoint to write (.safetensors)")
     p.add_argument("--classes", help="class names: a .txt file (one a line) or a .json list")
@@ -270,7 +273,8 @@ def _import(args) -> int:
     out = import_checkpoint(args.file, args.out, classes=args.classes, transform_input=args.transform_input)
     config, meta = read_meta(out)
     heads = "main + aux1 + aux2" if config.aux_logits else "main only"
-    print(f"imported {args.file}: {config.num_classes} classes, {config.stem} stem, width {config.width:g}, "
+    layout = "Lucid's InceptionV1 layout, " if config.layout == "inceptionv1" else ""
+    print(f"imported {args.file}: {layout}{config.num_classes} classes, {config.stem} stem, width {config.width:g}, "
           f"{'BatchNorm' if config.batch_norm else 'no BatchNorm'}, branch3 {config.kernel3}×{config.kernel3}, heads {heads}")  # fmt: skip
     if meta.training.get("note"):
         print(f"note: {meta.training['note']}")
