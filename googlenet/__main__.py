@@ -1,4 +1,4 @@
-"""Command line: ``python -m googlenet {summary,train,eval,export,import,timeline,bench}``."""
+"""Command line: ``python -m googlenet {summary,train,eval,export,import,timeline,channel,bench}``."""
 
 from __future__ import annotations
 
@@ -75,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 where training would use it")
     p.add_argument("--device", default=None)
 
+    p = commands.add_parser("channel", help="a channel in the other vocabulary: mixed4c:447 ↔ inception4c.branch3:63")
+    p.add_argument("address", help="mixed4c:447, inception4c.branch3:63, mixed4c_5x5:63 or inception4c:447")
+    p.add_argument(
+        "--model", default="inceptionv1",
+        help="whose layout: inceptionv1 (Lucid's, default), imagenet (torchvision's), paper, bundled, random or a .safetensors checkpoint",
+    )  # fmt: skip
+
     p = commands.add_parser("bench", help="training speed vs the guide's pipeline (--inference: latency vs torchvision)")
     from .bench import add_arguments as add_bench_arguments
 
@@ -94,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             return _import(args)
         if args.command == "timeline":
             return _timeline(args)
+        if args.command == "channel":
+            return _channel(args)
         from .bench import run as run_bench
 
         return run_bench(args)
@@ -279,6 +288,17 @@ def _import(args) -> int:
     if meta.training.get("note"):
         print(f"note: {meta.training['note']}")
     print(f"checkpoint: {out}")
+    return 0
+
+
+def _channel(args) -> int:
+    from .channels import layout_spec, parse_channel
+
+    channel = parse_channel(args.address, layout_spec(args.model))
+    given = args.address.strip().lower()
+    other = channel.ours if given.startswith("mixed") and "_" not in given else channel.microscope
+    print(other)
+    print(f"{channel.microscope} = {channel.ours} = {channel.lucid_branch} ({channel.kernel} branch, on the {args.model} layout)")
     return 0
 
 
