@@ -8,9 +8,9 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import make_loaded, randomize_bn
 from torch import nn
 
-from conftest import make_loaded, randomize_bn
 from explain.circuits.channel import channel_inputs, module_input, rank_agreement
 from explain.circuits.expanded import expanded_weights
 from googlenet.inceptionv1 import inceptionv1
