@@ -161,7 +161,9 @@ def log_live_weights() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="GoogLeNet Explorer")
-    parser.add_argument("--weights", default=None, help="imagenet | bundled | random | a .safetensors checkpoint (default: auto)")
+    parser.add_argument(
+        "--weights", default=None, help="imagenet | inceptionv1 | bundled | random | a .safetensors checkpoint (default: auto)"
+    )
     parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
     parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
     add_arguments(parser)
@@ -174,7 +176,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error))
     # The data root (--data / GOOGLENET_DATA) is also where the Microscope looks first (explain.microscope.reference).
     os.environ["GOOGLENET_DATA"] = str(rules.data_root)
-    HUB.prefer(args.weights or os.environ.get("GOOGLENET_WEIGHTS", "auto"))
+    try:
+        HUB.prefer(args.weights or os.environ.get("GOOGLENET_WEIGHTS", "auto"))
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
     log_live_weights()
     demo = build(rules)
     demo.queue(default_concurrency_limit=2, max_size=128)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m googlenet {summary,train,eval,export,import,timeline,bench}``."""
+"""Command line: ``python -m googlenet {summary,train,eval,export,import,timeline,channel,bench}``."""
 
 from __future__ import annotations
 
@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fp32", action="store_true", help="keep float32 instead of float16")
     p.add_argument("--torchvision", metavar="OUT.pth", help="write a plain state dict for torchvision.models.googlenet instead")
 
-    p = commands.add_parser("import", help="a torchvision-layout GoogLeNet (.pth/.pt/.bin state dict or bare safetensors) as a checkpoint")
+    p = commands.add_parser(
+        "import",
+        help="a torchvision-layout GoogLeNet or lucent's InceptionV1 (.pth/.pt/.bin state dict or bare safetensors) as a checkpoint",
+    )
     p.add_argument("file")
     p.add_argument("--out", required=True, help="the checkpoint to write (.safetensors)")
     p.add_argument("--classes", help="class names: a .txt file (one a line) or a .json list")
@@ -72,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=2000, help="the first N test images (default 2000)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 where training would use it")
     p.add_argument("--device", default=None)
+
+    p = commands.add_parser("channel", help="a channel in the other vocabulary: mixed4c:447 ↔ inception4c.branch3:63")
+    p.add_argument("address", help="mixed4c:447, inception4c.branch3:63, mixed4c_5x5:63 or inception4c:447")
+    p.add_argument(
+        "--model", default="inceptionv1",
+        help="whose layout: inceptionv1 (Lucid's, default), imagenet (torchvision's), paper, bundled, random or a .safetensors checkpoint",
+    )  # fmt: skip
 
     p = commands.add_parser("bench", help="training speed vs the guide's pipeline (--inference: latency vs torchvision)")
     from bench.engine import add_arguments as add_bench_arguments
@@ -92,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             return _import(args)
         if args.command == "timeline":
             return _timeline(args)
+        if args.command == "channel":
+            return _channel(args)
         from bench.engine import run as run_bench
 
         return run_bench(args)
@@ -271,11 +283,23 @@ def _import(args) -> int:
     out = import_checkpoint(args.file, args.out, classes=args.classes, transform_input=args.transform_input)
     config, meta = read_meta(out)
     heads = "main + aux1 + aux2" if config.aux_logits else "main only"
-    print(f"imported {args.file}: {config.num_classes} classes, {config.stem} stem, width {config.width:g}, "
+    layout = "Lucid's InceptionV1 layout, " if config.layout == "inceptionv1" else ""
+    print(f"imported {args.file}: {layout}{config.num_classes} classes, {config.stem} stem, width {config.width:g}, "
           f"{'BatchNorm' if config.batch_norm else 'no BatchNorm'}, branch3 {config.kernel3}×{config.kernel3}, heads {heads}")  # fmt: skip
     if meta.training.get("note"):
         print(f"note: {meta.training['note']}")
     print(f"checkpoint: {out}")
+    return 0
+
+
+def _channel(args) -> int:
+    from .channels import layout_spec, parse_channel
+
+    channel = parse_channel(args.address, layout_spec(args.model))
+    given = args.address.strip().lower()
+    other = channel.ours if given.startswith("mixed") and "_" not in given else channel.microscope
+    print(other)
+    print(f"{channel.microscope} = {channel.ours} = {channel.lucid_branch} ({channel.kernel} branch, on the {args.model} layout)")
     return 0
 
 

@@ -5,6 +5,8 @@ only with ``torch.load(..., weights_only=True)``), also wrapped in a dict under 
 ``model`` / ``model_state_dict`` as training scripts write it, or a bare safetensors file. The
 network (classes, BatchNorm, aux heads, ``branch3`` kernel, stem, width) is inferred from the keys
 and shapes, and the result is this project's checkpoint with class names and an input recipe.
+lucent's ``modelzoo.inceptionv1`` state dict (``mixed4c_3x3_pre_relu_conv.weight`` …
+``softmax2_pre_activation_matmul``) is recognised too and becomes the ``inceptionv1`` layout.
 
 Out: a plain state dict that ``torchvision.models.googlenet(num_classes=N, aux_logits=…,
 init_weights=False).load_state_dict(...)`` loads strictly, for models in torchvision's layout.
@@ -25,6 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import Tensor
 
+from .inceptionv1 import INCEPTIONV1_PREPROCESS, from_lucent_state, is_lucent_state
 from .model import GoogLeNet, GoogLeNetConfig
 from .preprocess import CAFFE_IMAGENET, CIFAR10, IMAGENET, Preprocess
 from .weights import MAX_CHECKPOINT_BYTES, CheckpointError, CheckpointMeta, atomic_write, load_weights, read_checkpoint, save_checkpoint
@@ -134,6 +137,8 @@ def _unwrap(state: object, name: str) -> dict[str, Tensor]:
 
 def infer_config(state: dict[str, Tensor], name: str = "state dict") -> GoogLeNetConfig:
     """Classes, BatchNorm, aux heads, ``branch3`` kernel, stem and width, read off keys and shapes."""
+    if is_lucent_state(state):
+        return _lucent_config(state, name)
     conv1 = state.get("conv1.conv.weight")
     fc = state.get("fc.weight")
     if conv1 is None or fc is None or "inception3a.branch1.conv.weight" not in state:
@@ -142,7 +147,7 @@ def infer_config(state: dict[str, Tensor], name: str = "state dict") -> GoogLeNe
         what = f"it looks like {other}" if other else f"its keys start {found}"
         raise CheckpointError(
             f"{name}: not a GoogLeNet state dict ({what}); expected torchvision's names such as conv1.conv.weight, "
-            "inception3a.branch1.conv.weight and fc.weight"
+            "inception3a.branch1.conv.weight and fc.weight, or lucent's InceptionV1 names such as mixed3a_1x1_pre_relu_conv.weight"
         )
     if conv1.ndim != 4 or fc.ndim != 2:
         raise CheckpointError(
@@ -169,9 +174,27 @@ def infer_config(state: dict[str, Tensor], name: str = "state dict") -> GoogLeNe
         raise CheckpointError(f"{name}: {error}") from None
 
 
+def _lucent_config(state: dict[str, Tensor], name: str) -> GoogLeNetConfig:
+    fc = state.get("softmax2_pre_activation_matmul.weight")
+    if fc is None or fc.ndim != 2:
+        raise CheckpointError(f"{name}: lucent InceptionV1 names but no 2-D softmax2_pre_activation_matmul.weight")
+    try:
+        return GoogLeNetConfig(
+            num_classes=int(fc.shape[0]), aux_logits=False, batch_norm=False, width=int(fc.shape[1]) / 1024,
+            branch3_kernel=5, layout="inceptionv1",
+        )  # fmt: skip
+    except ValueError as error:
+        raise CheckpointError(f"{name}: {error}") from None
+
+
 def build_from_state(state: dict[str, Tensor], name: str = "state dict") -> GoogLeNet:
     """A GoogLeNet with ``state`` loaded strictly; a mismatch names the offending keys and shapes."""
     config = infer_config(state, name)
+    if config.layout == "inceptionv1":
+        try:
+            state = from_lucent_state(state, name)
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None
     what = f"{name}: does not match the GoogLeNet its shapes describe ({config.stem} stem, width {config.width:g})"
     return load_weights(GoogLeNet(**asdict(config)), state, what)
 
@@ -231,6 +254,10 @@ def import_checkpoint(
         names = read_class_names(classes, n)
     preprocess: Preprocess = (CAFFE_IMAGENET if transform_input else IMAGENET) if model.config.stem == "imagenet" else CIFAR10
     training = {"imported_from": path.name, "format": "torchvision state dict"}
+    if model.config.layout == "inceptionv1":
+        # lucent feeds x·255 − 117; torchvision's transform_input does not apply to this network.
+        preprocess = INCEPTIONV1_PREPROCESS
+        training["format"] = "lucent InceptionV1 state dict"
     if notes:
         training["note"] = " ".join(notes)
     return save_checkpoint(out, model, CheckpointMeta(names, preprocess, training))
@@ -247,6 +274,7 @@ def export_torchvision(checkpoint: str | os.PathLike, out: str | os.PathLike) ->
             (c.stem == "imagenet", "it has the CIFAR stem (3×3 conv1, no early pooling)"),
             (c.width == 1.0, f"its width is {c.width:g}, not 1"),
             (c.kernel3 == 3, f"its branch3 uses {c.kernel3}×{c.kernel3} kernels, torchvision's 3×3"),
+            (c.layout == "googlenet", "it is Lucid's InceptionV1 (TF padding, local response norm, 1008 outputs)"),
         )
         if not ok
     ]

@@ -3,7 +3,7 @@ https://arxiv.org/abs/1409.4842.
 
 Module and parameter names are torchvision's (``conv1`` … ``inception5b.branch4``, ``aux1``,
 ``aux2``, ``fc``), so ``GoogLeNet().load_state_dict(torchvision_googlenet.state_dict())`` works
-with ``strict=True``. Two layouts share this one class:
+with ``strict=True``. Three layouts share this one class:
 
 * ``batch_norm=True`` (default) is torchvision's: conv + BatchNorm(eps=1e-3) + ReLU, ceil-mode
   pooling, a 2×2 ``maxpool4``, a 3×3 kernel in ``branch3`` (pytorch/vision#906: the paper's
@@ -12,6 +12,8 @@ with ``strict=True``. Two layouts share this one class:
 * ``batch_norm=False`` is the paper's plain network, as the guide this project grew from writes
   it (README, "Training"): conv (with bias) + ReLU, 3×3/2 max pools with padding 1, a 5×5
   kernel in ``branch3`` and a 5×5/3 average pool in the aux heads.
+* ``layout="inceptionv1"`` is Lucid's InceptionV1, the network of the Distill Circuits papers and
+  OpenAI Microscope (lucent's ``modelzoo.inceptionv1``): see :mod:`googlenet.inceptionv1`.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int, int]] = {
 }
 
 Stem = Literal["imagenet", "cifar"]
+Layout = Literal["googlenet", "inceptionv1"]
 
 
 class GoogLeNetOutputs(NamedTuple):
@@ -98,6 +101,7 @@ class GoogLeNetConfig:
     dropout: float = 0.4
     aux_dropout: float = 0.7
     branch3_kernel: int | None = None  # None: 3 with batch_norm (torchvision), 5 without (paper)
+    layout: Layout = "googlenet"  # "inceptionv1": Lucid's TF-slim network (googlenet.inceptionv1)
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
@@ -112,6 +116,10 @@ class GoogLeNetConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         if self.branch3_kernel not in (None, 3, 5):
             raise ValueError(f"branch3_kernel must be 3, 5 or None, got {self.branch3_kernel!r}")
+        if self.layout not in ("googlenet", "inceptionv1"):
+            raise ValueError(f"layout must be 'googlenet' or 'inceptionv1', got {self.layout!r}")
+        if self.layout == "inceptionv1" and (self.batch_norm or self.stem != "imagenet" or self.aux_logits or self.kernel3 != 5):
+            raise ValueError("layout 'inceptionv1' has no BatchNorm, no aux heads, the ImageNet stem and a 5×5 branch3")
 
     @property
     def kernel3(self) -> int:
@@ -144,6 +152,8 @@ class GoogLeNet(nn.Module):
         dropout: before ``fc``; the paper's 40% (torchvision uses 20%).
         aux_dropout: inside the aux heads, the paper's 70%.
         branch3_kernel: override the kernel of ``branch3`` (3 or 5).
+        layout: ``"googlenet"`` (the above) or ``"inceptionv1"``, Lucid's TF-slim network; build
+            that one with :func:`googlenet.inceptionv1.inceptionv1`.
 
     ``model(x)`` returns logits in eval mode; in training mode, or with ``aux=True``, it returns
     :class:`GoogLeNetOutputs` ``(logits, aux1, aux2)``.
@@ -159,9 +169,10 @@ class GoogLeNet(nn.Module):
         dropout: float = 0.4,
         aux_dropout: float = 0.7,
         branch3_kernel: int | None = None,
+        layout: Layout = "googlenet",
     ) -> None:
         super().__init__()
-        self.config = GoogLeNetConfig(num_classes, aux_logits, batch_norm, stem, width, dropout, aux_dropout, branch3_kernel)
+        self.config = GoogLeNetConfig(num_classes, aux_logits, batch_norm, stem, width, dropout, aux_dropout, branch3_kernel, layout)
         self.aux_logits = aux_logits
 
         def ch(channels: int) -> int:
@@ -179,9 +190,17 @@ class GoogLeNet(nn.Module):
         self.conv2 = conv(ch(64), ch(64), kernel_size=1)
         self.conv3 = conv(ch(64), ch(192), kernel_size=3, padding=1)
         self.maxpool2 = pool() if stem == "imagenet" else nn.Identity()
+        table = INCEPTION_TABLE
+        if layout == "inceptionv1":
+            from .inceptionv1 import INCEPTIONV1_TABLE, tf_stem
+
+            table = INCEPTIONV1_TABLE
+            # TF "SAME" padding, local response norm after the stem: the same attribute names, so
+            # forward, forward_from and every hook by name work unchanged.
+            self.conv1, self.maxpool1, self.conv2, self.conv3, self.maxpool2, pool = tf_stem(ch)
 
         def inception(name: str) -> Inception:
-            in_channels, *branch_channels = INCEPTION_TABLE[name]
+            in_channels, *branch_channels = table[name]
             return Inception(
                 ch(in_channels),
                 *(ch(c) for c in branch_channels),
@@ -199,7 +218,7 @@ class GoogLeNet(nn.Module):
         self.inception4d = inception("inception4d")
         self.inception4e = inception("inception4e")
         # torchvision pools 2×2/2 here where the paper (and the guide) use 3×3/2.
-        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True) if batch_norm else pool()
+        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True) if batch_norm and layout == "googlenet" else pool()
 
         self.inception5a = inception("inception5a")
         self.inception5b = inception("inception5b")
@@ -366,13 +385,20 @@ class BasicConv2d(nn.Module):
     ReLU is a module, not ``F.relu``, so captum's guided backprop can find and override it.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool = True, **kwargs: Any):
+    def __init__(
+        self, in_channels: int, out_channels: int, batch_norm: bool = True, pad: tuple[int, int, int, int] | None = None, **kwargs: Any
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, bias=not batch_norm, **kwargs)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001) if batch_norm else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
+        # (left, right, top, bottom) zeros before the conv: TF's "SAME" padding of a strided conv
+        # is asymmetric (2, 3 for conv1 of InceptionV1), which nn.Conv2d's padding cannot express.
+        self.pad = pad
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.pad is not None:
+            x = F.pad(x, self.pad)
         return self.relu(self.bn(self.conv(x)))
 
 

@@ -158,10 +158,12 @@ class Loaded:
             classes = CIFAR10_CLASSES if cifar and n == 10 else tuple(f"class {i}" for i in range(n))
         if len(classes) != n:
             raise ValueError(f"{len(classes)} class names for a model with {n} outputs")
+        from .inceptionv1 import INCEPTIONV1_PREPROCESS
+
         return cls(
             model=model,
             classes=tuple(classes),
-            preprocess=CIFAR10 if cifar else IMAGENET,
+            preprocess=INCEPTIONV1_PREPROCESS if model.config.layout == "inceptionv1" else CIFAR10 if cifar else IMAGENET,
             name=f"in-memory GoogLeNet ({model.config.stem} stem, width {model.config.width})",
             source="model",
         )
@@ -375,7 +377,8 @@ def load_model(source: str | os.PathLike = "auto", device: str | torch.device | 
             hub cache or downloaded), a path to a ``.safetensors`` checkpoint, ``"bundled"`` (the
             small CIFAR-10 model shipped in ``assets/models/``), ``"random"``, or ``"auto"``
             (default): ImageNet if cached or downloadable, else the newest checkpoint in the runs
-            folder, else the bundled model, else random — ``notes`` says why.
+            folder, else the bundled model, else random — ``notes`` says why. ``"inceptionv1"``:
+            lucent's InceptionV1 (Lucid's, the Circuits papers'), cached or downloaded and checked.
         device: see :func:`pick_device`.
     """
     device = pick_device(device)
@@ -386,6 +389,8 @@ def load_model(source: str | os.PathLike = "auto", device: str | torch.device | 
         return _load_imagenet(device, download=True)
     if source == "random":
         return _load_random(device)
+    if source == "inceptionv1":
+        return _load_inceptionv1(device)
     if source == "bundled":
         return _load_file(BUNDLED_MODEL, device, origin="bundled")
     return _load_file(Path(source), device, origin="checkpoint")
@@ -461,6 +466,24 @@ def _fetch_imagenet_state_dict(weights, download: bool) -> dict[str, Tensor]:
         return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
     except (urllib.error.URLError, OSError, RuntimeError) as error:
         raise WeightsUnavailable(f"could not read or download {filename}: {error}") from None
+
+
+def _load_inceptionv1(device: torch.device) -> Loaded:
+    """lucent's InceptionV1 weights (googlenet.inceptionv1_weights): cached or downloaded, checked."""
+    from .convert import build_from_state
+    from .inceptionv1 import INCEPTIONV1_PREPROCESS
+    from .inceptionv1_weights import fetch_inceptionv1_state_dict
+
+    model = build_from_state(fetch_inceptionv1_state_dict(), "inception5h.pth")
+    n = model.config.num_classes
+    return Loaded(
+        model=prepare_for_inference(model, device),
+        classes=tuple(f"class {i}" for i in range(n)),
+        preprocess=INCEPTIONV1_PREPROCESS,
+        name="InceptionV1 (Lucid / lucent, the Circuits network)",
+        source="inceptionv1",
+        notes=(f"class names are not shipped with lucent's weights: shown as class 0 … class {n - 1} (TF's 1008-label list)",),
+    )
 
 
 def _load_random(device: torch.device) -> Loaded:

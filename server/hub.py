@@ -102,6 +102,8 @@ class ModelHub:
             items.append((f"{self._operator_file.name} (--weights)", "file"))
         if self.imagenet_available():
             items.append(("ImageNet weights (torchvision)", "imagenet"))
+        if self._inceptionv1_offered():
+            items.append(("InceptionV1 (Lucid / lucent, the Circuits network)", "inceptionv1"))
         root = runs_dir()
         self._sweep_uploads()
         found = find_checkpoints(root)
@@ -122,6 +124,15 @@ class ModelHub:
         if source in ("imagenet", "bundled", "random", "auto"):
             self.preferred = None if source == "auto" else source
             return
+        if source == "inceptionv1":
+            from googlenet.inceptionv1_weights import fetch_inceptionv1_state_dict
+
+            try:  # fetched (and checked) now, so a server never starts on weights it cannot load
+                fetch_inceptionv1_state_dict()
+            except WeightsUnavailable as error:
+                raise ValueError(f"--weights inceptionv1: lucent's InceptionV1 weights are unavailable: {error}") from None
+            self.preferred = source
+            return
         path = Path(source).expanduser().resolve()
         if not path.is_file():
             raise FileNotFoundError(f"--weights: no such checkpoint {source}")
@@ -131,7 +142,7 @@ class ModelHub:
     def default(self) -> str:
         """The operator's preference, else the best choice everyone may see."""
         values = [value for _, value in self.choices()]
-        if self.preferred in values or self.preferred in ("imagenet", "bundled", "random"):
+        if self.preferred in values or self.preferred in ("imagenet", "bundled", "random", "inceptionv1"):
             return self.preferred
         return values[0]
 
@@ -155,6 +166,12 @@ class ModelHub:
                 reason = f"they are not in the torch hub cache and {GoogLeNet_Weights.IMAGENET1K_V1.url} could not be reached ({getattr(error, 'reason', error)})"
         self._imagenet_checked, self._imagenet_reason = (time.monotonic(), ok), reason
         return ok
+
+    def _inceptionv1_offered(self) -> bool:
+        """Listed when the operator picked it or its file is cached: a visitor's pick never starts a download."""
+        from googlenet.inceptionv1_weights import cached_path
+
+        return self.preferred == "inceptionv1" or cached_path().is_file()
 
     def imagenet_note(self) -> str | None:
         """Why the ImageNet weights are not offered, and how to get them; ``None`` when they are."""
@@ -182,7 +199,8 @@ class ModelHub:
             try:
                 loaded = self._untrained(choice) if choice.startswith("untrained:") else load_model(source, device=self.device)
             except WeightsUnavailable as error:
-                raise ValueError(f"the ImageNet weights cannot be loaded right now: {error}") from None
+                what = "lucent's InceptionV1 weights" if source == "inceptionv1" else "the ImageNet weights"
+                raise ValueError(f"{what} cannot be loaded right now: {error}") from None
             explorer = Explorer(loaded, cache_size=8)
             with self._lock:
                 self._explorers[key] = explorer
@@ -235,6 +253,8 @@ class ModelHub:
                 raise ValueError(f"unknown model {choice!r}; pick one from the list")
             return f"untrained:{self.resolve(inner)}"
         if choice in ("imagenet", "bundled", "random"):
+            return choice
+        if choice == "inceptionv1" and self._inceptionv1_offered():
             return choice
         if choice == "file" and self._operator_file is not None:
             return self._operator_file
